@@ -1,0 +1,1 @@
+"""Spot robot bridge (bosdyn-client) behind the spot_policy topic contract."""

@@ -1,0 +1,1 @@
+"""Run Isaac Lab Spot locomotion policies over ROS 2."""

@@ -1,0 +1,78 @@
+"""The topic and joint-name contract shared by the policy node and every bridge.
+
+Joints are always matched by *name*; the index maps in ``../shared/facts/SPOT.md`` are checks, not
+an implementation. This module is the one place that knows Spot's joint names in each convention.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+LEGS: tuple[str, ...] = ("fl", "fr", "hl", "hr")
+LEG_JOINTS: tuple[str, ...] = ("hx", "hy", "kn")
+
+#: Isaac Lab / Isaac Sim articulation order: what an Isaac Lab Spot policy's obs and actions use.
+ISAAC_JOINT_ORDER: tuple[str, ...] = tuple(f"{leg}_{j}" for j in LEG_JOINTS for leg in LEGS)
+#: Spot SDK order (robot state and joint commands), with this project's names (``fl_hx``).
+SDK_JOINT_ORDER: tuple[str, ...] = tuple(f"{leg}_{j}" for leg in LEGS for j in LEG_JOINTS)
+
+_LEG_LONG = {"fl": "front_left", "fr": "front_right", "hl": "rear_left", "hr": "rear_right"}
+_JOINT_LONG = {"hx": "hip_x", "hy": "hip_y", "kn": "knee"}
+
+#: Joint limits (rad) from Spot's published description (SPOT.md).
+JOINT_LIMITS: dict[str, tuple[float, float]] = {
+    "hx": (-0.785398, 0.785398),
+    "hy": (-0.898845, 2.295108),
+    "kn": (-2.7929, -0.2471),
+}
+HIP_EFFORT_LIMIT = 45.0  # N*m, hx and hy
+
+# Topic names (relative, so a namespace can prefix them).
+TOPIC_JOINT_STATES = "joint_states"
+TOPIC_IMU = "imu/data"
+TOPIC_ODOM = "odom"
+TOPIC_CMD_VEL = "cmd_vel"
+TOPIC_JOY = "joy"
+TOPIC_JOINT_COMMAND = "joint_command"
+TOPIC_DIAGNOSTICS = "diagnostics"
+TOPIC_CLOCK = "clock"
+
+FRAME_ODOM = "odom"
+FRAME_BASE = "base_link"
+
+
+def sdk_name(joint: str) -> str:
+    """``fl_hx`` -> ``fl.hx``, the name the Spot SDK uses."""
+    return joint.replace("_", ".", 1)
+
+
+def from_sdk_name(name: str) -> str:
+    """``fl.hx`` -> ``fl_hx``."""
+    return name.replace(".", "_", 1)
+
+
+def urdf_name(joint: str) -> str:
+    """``fl_hx`` -> ``front_left_hip_x``, the spot_ros2 / URDF name."""
+    leg, j = joint.split("_")
+    return f"{_LEG_LONG[leg]}_{_JOINT_LONG[j]}"
+
+
+def joint_limits(joint: str) -> tuple[float, float]:
+    """Position limits (rad) of a joint given by its short name (``fl_kn``)."""
+    return JOINT_LIMITS[joint.split("_")[1]]
+
+
+def is_spot_joint(name: str) -> bool:
+    return name in ISAAC_JOINT_ORDER
+
+
+def index_map(source: Sequence[str], target: Sequence[str]) -> list[int]:
+    """Indices ``idx`` such that ``[source[i] for i in idx] == list(target)``.
+
+    Raises ``KeyError`` naming the joints of ``target`` that ``source`` lacks.
+    """
+    where = {name: i for i, name in enumerate(source)}
+    missing = [name for name in target if name not in where]
+    if missing:
+        raise KeyError(f"missing joints: {', '.join(missing)}")
+    return [where[name] for name in target]

@@ -1,0 +1,1 @@
+"""Spot in a simulator behind the spot_policy topic contract."""
