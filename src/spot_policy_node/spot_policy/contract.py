@@ -76,3 +76,15 @@ def index_map(source: Sequence[str], target: Sequence[str]) -> list[int]:
     if missing:
         raise KeyError(f"missing joints: {', '.join(missing)}")
     return [where[name] for name in target]
+
+
+#: Every accepted spelling of a joint name -> its contract name (``fl.hx`` and
+#: ``front_left_hip_x`` -> ``fl_hx``), so a bridge with another convention still maps by name.
+_ALIASES: dict[str, str] = {
+    alias: joint for joint in ISAAC_JOINT_ORDER for alias in (joint, sdk_name(joint), urdf_name(joint))
+}
+
+
+def canonical_joint_name(name: str) -> str | None:
+    """The contract name of a joint given in any known convention, or None if it is not Spot's leg joint."""
+    return _ALIASES.get(name)

@@ -1,0 +1,332 @@
+"""The policy controller: modes, inputs, one control step. No ROS here; the node only moves messages.
+
+Modes: ``idle`` (publishes nothing), ``stand`` (interpolates from the measured pose to the default
+pose), ``walk`` (the policy, with its action faded in over a soft start), ``fault`` (publishes
+nothing, latched until reset). Publishing nothing is the universal safe signal: every bridge falls
+into its own safe behaviour when commands stop.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from enum import Enum
+
+import numpy as np
+
+from spot_policy import contract
+from spot_policy import safety as rules
+from spot_policy.observation import Measurements, ObservationBuilder, projected_gravity
+from spot_policy.policy_spec import PolicySpec
+from spot_policy.stats import Rolling
+
+
+class Mode(str, Enum):
+    IDLE = "idle"
+    STAND = "stand"
+    WALK = "walk"
+    FAULT = "fault"
+
+
+@dataclass(frozen=True)
+class ControllerConfig:
+    stand_duration_s: float = 2.0
+    soft_start_s: float = 0.5
+    input_timeout_s: float | None = None  # None or 0: three control periods
+    cmd_vel_timeout_s: float = 0.5
+
+
+@dataclass(frozen=True)
+class Command:
+    """Joint targets to publish, with the joint names the bridge used."""
+
+    names: tuple[str, ...]
+    positions: np.ndarray
+
+
+Event = Callable[[str, str], None]  # (level, message)
+
+
+class PolicyController:
+    def __init__(
+        self,
+        spec: PolicySpec,
+        policy: Callable[[np.ndarray], np.ndarray],
+        config: ControllerConfig = ControllerConfig(),
+        on_event: Event | None = None,
+    ) -> None:
+        self.spec = spec
+        self.policy = policy
+        self.config = config
+        self.limits = rules.SafetyLimits.for_control_dt(
+            spec.control_dt, config.input_timeout_s, config.cmd_vel_timeout_s
+        )
+        self.watchdog = rules.InputWatchdog(self.limits)
+        self.observations = ObservationBuilder(spec)
+        self.m = Measurements()
+        self.mode = Mode.IDLE
+        self.fault_reason = ""
+        self._emit: Event = on_event or (lambda level, msg: None)
+        self._walk_inputs = rules.required_inputs(t.func for t in spec.obs_terms)
+        self._action_index = np.array(contract.index_map(contract.ISAAC_JOINT_ORDER, spec.action.joint_names))
+        self._soft_start_steps = max(1, round(config.soft_start_s / spec.control_dt))
+        self.last_action = np.zeros(spec.action_dim, dtype=np.float32)
+        self.last_targets: np.ndarray | None = None
+        self._walk_steps = 0
+        self._stand_from: np.ndarray | None = None
+        self._stand_t0 = 0.0
+        # Joint-name mapping for the last joint_states layout seen (cached: layouts rarely change).
+        self._layout: tuple[str, ...] = ()
+        self._layout_index: np.ndarray | None = None
+        self._out_names: tuple[str, ...] = contract.ISAAC_JOINT_ORDER
+        self.missing_joints: tuple[str, ...] = contract.ISAAC_JOINT_ORDER
+        self._joint_state_valid = False
+        # Input-triggered mode: the stamp of the joint_states that asked for a step, and the
+        # newest stamp seen per input (a step waits for imu/odom of the same instant).
+        self._pending_stamp: float | None = None
+        self._stamps: dict[str, float] = {}
+        # Figures for diagnostics.
+        self.counters = {"steps": 0, "faults": 0, "command_clips": 0, "joint_limit_clips": 0, "cmd_vel_timeouts": 0}
+        self.inference_us = Rolling(500)
+        self.step_us = Rolling(500)
+        self.period_jitter_s = Rolling(500)  # |step interval - control period|, steady clock
+        self._last_step_wall: float | None = None
+        self._cmd_vel_was_fresh = False
+
+    # ------------------------------------------------------------------ inputs
+    def joint_state(
+        self, names: Sequence[str], position: Sequence[float], velocity: Sequence[float], now: float, stamp: float = 0.0
+    ) -> None:
+        names = tuple(names)
+        if names != self._layout:
+            self._map_layout(names)
+        if self._layout_index is None:
+            self._joint_state_valid = False
+            if self.mode in (Mode.STAND, Mode.WALK):
+                self._fault(f"joint_states lacks joints {', '.join(self.missing_joints)}")
+            return
+        pos, vel = np.asarray(position, dtype=float), np.asarray(velocity, dtype=float)
+        if pos.size != len(names) or vel.size != len(names):
+            self._joint_state_valid = False
+            self._fault(f"joint_states has {len(names)} names but {pos.size} positions and {vel.size} velocities")
+            return
+        q, dq = pos[self._layout_index], vel[self._layout_index]
+        bad = rules.first_non_finite({"position": q, "velocity": dq})
+        if bad is not None:
+            joint = contract.ISAAC_JOINT_ORDER[int(np.argmin(np.isfinite(q if bad == "position" else dq)))]
+            self._fault(f"joint_states has NaN/inf {bad} for {joint}")
+            return
+        self.m.joint_pos, self.m.joint_vel = q, dq
+        self._joint_state_valid = True
+        self._seen(rules.INPUT_JOINT_STATES, now, stamp)
+        self._pending_stamp = stamp
+
+    def imu(
+        self, orientation_xyzw: Sequence[float], angular_velocity: Sequence[float], now: float, stamp: float = 0.0
+    ) -> None:
+        bad = rules.first_non_finite({"orientation": orientation_xyzw, "angular_velocity": angular_velocity})
+        if bad is not None:
+            self._fault(f"imu/data has NaN/inf {bad}")
+            return
+        try:
+            self.m.gravity = projected_gravity(np.asarray(orientation_xyzw, dtype=float))
+        except ValueError:
+            self._fault("imu/data orientation is a zero quaternion")
+            return
+        self.m.base_ang_vel = np.asarray(angular_velocity, dtype=float)
+        self._seen(rules.INPUT_IMU, now, stamp)
+
+    def odom(self, linear_velocity_body: Sequence[float], now: float, stamp: float = 0.0) -> None:
+        if rules.first_non_finite({"twist.linear": linear_velocity_body}) is not None:
+            self._fault("odom has NaN/inf twist.linear")
+            return
+        self.m.base_lin_vel = np.asarray(linear_velocity_body, dtype=float)
+        self._seen(rules.INPUT_ODOM, now, stamp)
+
+    def cmd_vel(self, vx: float, vy: float, wz: float, now: float) -> None:
+        command = np.array([vx, vy, wz], dtype=float)
+        if rules.first_non_finite({"cmd_vel": command}) is not None:
+            self._fault("cmd_vel has NaN/inf")
+            return
+        clipped, was_clipped = rules.clip_command(command, self.spec.command_ranges)
+        self.counters["command_clips"] += int(was_clipped)
+        self.m.command = clipped
+        self.watchdog.seen(rules.INPUT_CMD_VEL, now)
+
+    def _seen(self, name: str, now: float, stamp: float) -> None:
+        self.watchdog.seen(name, now)
+        self._stamps[name] = stamp
+
+    def _map_layout(self, names: tuple[str, ...]) -> None:
+        canonical = {contract.canonical_joint_name(n): i for i, n in enumerate(names)}
+        canonical.pop(None, None)
+        self._layout = names
+        self.missing_joints = tuple(j for j in contract.ISAAC_JOINT_ORDER if j not in canonical)
+        if self.missing_joints:
+            self._layout_index = None
+            return
+        self._layout_index = np.array([canonical[j] for j in contract.ISAAC_JOINT_ORDER])
+        self._out_names = tuple(names[i] for i in self._layout_index)
+
+    # ------------------------------------------------------------------ modes
+    def required_inputs(self, mode: Mode | None = None) -> tuple[str, ...]:
+        mode = mode or self.mode
+        if mode is Mode.WALK:
+            return self._walk_inputs
+        if mode is Mode.STAND:
+            return (rules.INPUT_JOINT_STATES,)
+        return ()
+
+    def readiness(self, mode: Mode, now: float) -> list[str]:
+        """What keeps the controller from entering ``mode`` now (empty when it can)."""
+        problems = self.watchdog.problems(self.required_inputs(mode), now)
+        if rules.INPUT_JOINT_STATES in self.watchdog.last or self._layout:
+            if self.missing_joints:
+                problems.insert(0, f"joint_states lacks joints {', '.join(self.missing_joints)}")
+            elif not self._joint_state_valid:
+                problems.insert(0, "the last joint_states was invalid")
+        return problems
+
+    def request(self, mode: Mode, now: float) -> tuple[bool, str]:
+        """A mode switch asked for through a service; returns (accepted, message)."""
+        if mode is Mode.IDLE:
+            if self.mode is Mode.FAULT:
+                return False, f"in fault ({self.fault_reason}); already publishing nothing, call reset to clear it"
+            self._enter(Mode.IDLE, "stop requested: publishing nothing")
+            return True, "idle: publishing nothing"
+        if mode is Mode.FAULT:
+            raise ValueError("fault is entered by the watchdogs, not requested")
+        if self.mode is Mode.FAULT:
+            return False, f"in fault ({self.fault_reason}); call reset first"
+        problems = self.readiness(mode, now)
+        if problems:
+            return False, f"cannot {mode.value}: " + "; ".join(problems)
+        if mode is Mode.STAND:
+            self._stand_from = self.m.joint_pos.copy()
+            self._stand_t0 = now
+            self._enter(Mode.STAND, f"stand: moving to the default pose over {self.config.stand_duration_s:.1f} s")
+            return True, "standing"
+        if self.mode is not Mode.WALK:
+            self.observations.reset()
+            self.last_action[:] = 0.0
+            self._walk_steps = 0
+            self._enter(Mode.WALK, f"walk: policy running at {self.spec.control_rate_hz:.0f} Hz")
+        return True, "walking"
+
+    def reset(self) -> tuple[bool, str]:
+        """Clear a latched fault and go idle."""
+        was = self.fault_reason
+        self.fault_reason = ""
+        self.observations.reset()
+        self.last_action[:] = 0.0
+        self._enter(Mode.IDLE, "reset: idle" + (f" (cleared fault: {was})" if was else ""))
+        return True, "idle" + (f"; cleared fault: {was}" if was else "")
+
+    def _enter(self, mode: Mode, message: str) -> None:
+        self.mode = mode
+        self._emit("info", message)
+
+    def _fault(self, reason: str) -> None:
+        if self.mode is Mode.FAULT:
+            return
+        self.mode = Mode.FAULT
+        self.fault_reason = reason
+        self.counters["faults"] += 1
+        self._emit("error", f"FAULT: {reason}; publishing nothing until reset")
+
+    # ------------------------------------------------------------------ stepping
+    def input_step_due(self) -> bool:
+        """Input-triggered mode: a joint_states arrived and the other inputs of that instant have too."""
+        if self._pending_stamp is None:
+            return False
+        if any(
+            self._stamps.get(n, -np.inf) < self._pending_stamp
+            for n in self.required_inputs()
+            if n != rules.INPUT_JOINT_STATES
+        ):
+            return False
+        self._pending_stamp = None
+        return True
+
+    def check_watchdogs(self, now: float) -> None:
+        """Fault if an input the current mode needs is stale; the node calls this at the control rate."""
+        problems = self.watchdog.problems(self.required_inputs(), now)
+        if problems:
+            self._fault("; ".join(problems))
+
+    def step(self, now: float) -> Command | None:
+        """One control step: the targets to publish, or None (publish nothing)."""
+        t0 = time.perf_counter()
+        if self._last_step_wall is not None:
+            self.period_jitter_s.add(abs(t0 - self._last_step_wall - self.spec.control_dt))
+        self._last_step_wall = t0
+        self.check_watchdogs(now)
+        if self.mode is Mode.STAND:
+            targets = self._stand_targets(now)
+        elif self.mode is Mode.WALK:
+            targets = self._walk_targets(now)
+        else:
+            return None
+        if targets is None:
+            return None
+        targets, n_clipped = rules.clip_to_limits(targets, self.spec.joint_lower, self.spec.joint_upper)
+        self.counters["joint_limit_clips"] += n_clipped
+        if not np.all(np.isfinite(targets)):
+            self._fault("computed joint targets hold NaN/inf")
+            return None
+        self.counters["steps"] += 1
+        self.last_targets = targets
+        self.step_us.add((time.perf_counter() - t0) * 1e6)
+        return Command(self._out_names, targets)
+
+    def _stand_targets(self, now: float) -> np.ndarray:
+        start = self._stand_from if self._stand_from is not None else self.m.joint_pos
+        duration = self.config.stand_duration_s
+        alpha = 1.0 if duration <= 0 else min(1.0, max(0.0, (now - self._stand_t0) / duration))
+        return start + alpha * (self.spec.default_joint_pos - start)
+
+    def _walk_targets(self, now: float) -> np.ndarray | None:
+        fresh = self.watchdog.cmd_vel_fresh(now)
+        if not fresh:
+            if self._cmd_vel_was_fresh:
+                self.counters["cmd_vel_timeouts"] += 1
+                self._emit("warn", "cmd_vel timed out: commanding zero velocity")
+            self.m.command = np.zeros(3)
+        self._cmd_vel_was_fresh = fresh
+        obs = self.observations.build(self.m, self.last_action)
+        t0 = time.perf_counter()
+        raw = np.asarray(self.policy(obs), dtype=np.float32)
+        self.inference_us.add((time.perf_counter() - t0) * 1e6)
+        if not np.all(np.isfinite(raw)):
+            self._fault("policy output holds NaN/inf")
+            return None
+        action = self.spec.action
+        if action.raw_clip is not None:
+            raw = np.clip(raw, -action.raw_clip, action.raw_clip)
+        self.last_action = raw
+        self._walk_steps += 1
+        ramp = min(1.0, self._walk_steps / self._soft_start_steps)
+        processed = action.offset + ramp * action.scale * raw
+        if action.clip is not None:
+            processed = np.clip(processed, action.clip[:, 0], action.clip[:, 1])
+        targets = np.empty(len(contract.ISAAC_JOINT_ORDER))
+        targets[self._action_index] = processed
+        return targets
+
+    # ------------------------------------------------------------------ reporting
+    def status(self, now: float) -> dict[str, object]:
+        ages = {n: self.watchdog.age(n, now) for n in (*rules.STATE_INPUTS, rules.INPUT_CMD_VEL)}
+        return {
+            "mode": self.mode.value,
+            "fault": self.fault_reason,
+            "missing_joints": list(self.missing_joints),
+            "input_ages_s": ages,
+            "inference_us_median": self.inference_us.median,
+            "inference_us_p99": self.inference_us.p99,
+            "step_us_median": self.step_us.median,
+            "step_us_p99": self.step_us.p99,
+            "period_jitter_ms_median": self.period_jitter_s.median * 1e3,
+            "period_jitter_ms_p99": self.period_jitter_s.p99 * 1e3,
+            **self.counters,
+        }

@@ -1,0 +1,86 @@
+"""The observation vector, built exactly as Isaac Lab's observation manager builds it.
+
+Per term: compute, clip, scale (Isaac Lab clips *before* it scales), then stack ``history``
+values oldest first. The node calls :meth:`ObservationBuilder.build` once per control step; it
+writes into one preallocated buffer to keep the step cheap.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from spot_policy.policy_spec import ObsTerm, PolicySpec
+
+
+def projected_gravity(quat_xyzw: np.ndarray) -> np.ndarray:
+    """The unit gravity vector (0, 0, -1) of the world expressed in the body frame."""
+    x, y, z, w = (float(v) for v in quat_xyzw)
+    norm = math.sqrt(x * x + y * y + z * z + w * w)
+    if norm == 0.0:
+        raise ValueError("orientation quaternion is all zeros")
+    x, y, z, w = x / norm, y / norm, z / norm, w / norm
+    # Third row of the body-to-world rotation, negated: R^T @ (0, 0, -1).
+    return np.array([-2.0 * (x * z - w * y), -2.0 * (y * z + w * x), -(1.0 - 2.0 * (x * x + y * y))])
+
+
+@dataclass
+class Measurements:
+    """What the bridges tell the policy, in the policy's frames and joint order."""
+
+    base_lin_vel: np.ndarray = field(default_factory=lambda: np.zeros(3))  # body frame, m/s
+    base_ang_vel: np.ndarray = field(default_factory=lambda: np.zeros(3))  # body frame, rad/s
+    gravity: np.ndarray = field(default_factory=lambda: np.array([0.0, 0.0, -1.0]))  # body frame, unit
+    command: np.ndarray = field(default_factory=lambda: np.zeros(3))  # vx, vy, wz
+    joint_pos: np.ndarray = field(default_factory=lambda: np.zeros(12))  # articulation order
+    joint_vel: np.ndarray = field(default_factory=lambda: np.zeros(12))
+
+
+class ObservationBuilder:
+    def __init__(self, spec: PolicySpec) -> None:
+        self.spec = spec
+        self.obs = np.zeros(spec.obs_dim, dtype=np.float32)
+        self._default = spec.default_joint_pos.astype(np.float64)
+        self._terms: tuple[ObsTerm, ...] = spec.obs_terms
+        self._history: dict[str, np.ndarray | None] = {t.name: None for t in self._terms if t.history > 0}
+
+    def reset(self) -> None:
+        """Forget history: the next build fills every history slot with its first value, as Isaac Lab does."""
+        for name in self._history:
+            self._history[name] = None
+
+    def term_values(self, m: Measurements, last_action: np.ndarray) -> dict[str, np.ndarray]:
+        """The raw (unclipped, unscaled) value of each supported function."""
+        return {
+            "base_lin_vel": m.base_lin_vel,
+            "base_ang_vel": m.base_ang_vel,
+            "projected_gravity": m.gravity,
+            "generated_commands": m.command,
+            "joint_pos_rel": m.joint_pos - self._default,
+            "joint_vel_rel": m.joint_vel,
+            "last_action": last_action,
+        }
+
+    def build(self, m: Measurements, last_action: np.ndarray) -> np.ndarray:
+        """Fill and return the observation buffer (float32, reused between calls)."""
+        values = self.term_values(m, last_action)
+        for term in self._terms:
+            value = values[term.func]
+            if term.clip is not None:
+                value = np.clip(value, term.clip[0], term.clip[1])
+            if term.scale is not None:
+                value = value * term.scale
+            if term.history > 0:
+                buffer = self._history[term.name]
+                if buffer is None:
+                    buffer = np.tile(np.asarray(value, dtype=np.float32), (term.history, 1))
+                else:
+                    buffer[:-1] = buffer[1:]
+                    buffer[-1] = value
+                self._history[term.name] = buffer
+                self.obs[term.start : term.stop] = buffer.reshape(-1)
+            else:
+                self.obs[term.start : term.stop] = value
+        return self.obs

@@ -1,0 +1,87 @@
+"""ONNX Runtime inference for one observation vector at a time."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+
+#: Short names accepted in the ``providers`` parameter, in ONNX Runtime's spelling.
+PROVIDER_ALIASES = {
+    "tensorrt": "TensorrtExecutionProvider",
+    "trt": "TensorrtExecutionProvider",
+    "cuda": "CUDAExecutionProvider",
+    "cpu": "CPUExecutionProvider",
+}
+DEFAULT_PROVIDERS = ("tensorrt", "cuda", "cpu")
+
+
+def choose_providers(wanted: Sequence[str], available: Sequence[str], log: Callable[[str], None] = print) -> list[str]:
+    """Keep the wanted providers that this ONNX Runtime build has, in preference order.
+
+    CPU is always appended last so a Jetson without TensorRT still runs, with a log line saying so.
+    """
+    chosen: list[str] = []
+    for name in wanted:
+        full = PROVIDER_ALIASES.get(name.lower(), name)
+        if full in available:
+            if full not in chosen:
+                chosen.append(full)
+        else:
+            log(f"ONNX Runtime provider {full} is not available in this build; falling back to the next")
+    if "CPUExecutionProvider" not in chosen:
+        chosen.append("CPUExecutionProvider")
+    return chosen
+
+
+class OnnxPolicy:
+    """A loaded ONNX policy: one float32 vector in, one vector out."""
+
+    def __init__(
+        self,
+        path: Path,
+        providers: Sequence[str] = DEFAULT_PROVIDERS,
+        intra_op_threads: int = 1,
+        log: Callable[[str], None] = print,
+    ) -> None:
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = max(1, int(intra_op_threads))
+        options.inter_op_num_threads = 1
+        options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        options.log_severity_level = 3
+        chosen = choose_providers(providers, ort.get_available_providers(), log)
+        self.session = ort.InferenceSession(str(path), sess_options=options, providers=chosen)
+        self.path = Path(path)
+        self.provider = self.session.get_providers()[0]
+        inputs, outputs = self.session.get_inputs(), self.session.get_outputs()
+        self.input_names = tuple(i.name for i in inputs)
+        self.output_names = tuple(o.name for o in outputs)
+        self.input_shape = tuple(inputs[0].shape) if inputs else ()
+        self.output_shape = tuple(outputs[0].shape) if outputs else ()
+        self._feed = {self.input_names[0]: None} if inputs else {}
+        self._out = [self.output_names[0]] if outputs else []
+        self._batch = np.zeros((1, self.input_dim or 0), dtype=np.float32)
+
+    @property
+    def input_dim(self) -> int | None:
+        return _last_dim(self.input_shape)
+
+    @property
+    def output_dim(self) -> int | None:
+        return _last_dim(self.output_shape)
+
+    def __call__(self, obs: np.ndarray) -> np.ndarray:
+        """Run one step; returns the raw action (a new float32 array)."""
+        self._batch[0] = obs
+        self._feed[self.input_names[0]] = self._batch
+        return self.session.run(self._out, self._feed)[0][0]
+
+
+def _last_dim(shape: tuple) -> int | None:
+    if not shape:
+        return None
+    last = shape[-1]
+    return last if isinstance(last, int) else None

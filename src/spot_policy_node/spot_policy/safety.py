@@ -1,0 +1,99 @@
+"""The safety rules, in one place. The controller applies them; the bridges never see a bad target.
+
+- An input the current mode needs that is older than its limit is a fault naming the input.
+- ``cmd_vel`` older than its timeout is a zero command (not a fault).
+- NaN or inf in any input or in the policy's output is a fault.
+- Missing joints keep the node idle (or fault it when active), naming them.
+- Commands are clipped to the ranges the policy was trained on; targets to the joint limits.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+
+import numpy as np
+
+INPUT_JOINT_STATES = "joint_states"
+INPUT_IMU = "imu/data"
+INPUT_ODOM = "odom"
+INPUT_CMD_VEL = "cmd_vel"
+STATE_INPUTS = (INPUT_JOINT_STATES, INPUT_IMU, INPUT_ODOM)
+
+#: Which input each observation function reads.
+TERM_INPUTS = {
+    "base_lin_vel": INPUT_ODOM,
+    "base_ang_vel": INPUT_IMU,
+    "projected_gravity": INPUT_IMU,
+    "joint_pos_rel": INPUT_JOINT_STATES,
+    "joint_vel_rel": INPUT_JOINT_STATES,
+}
+
+
+@dataclass(frozen=True)
+class SafetyLimits:
+    input_timeout_s: float
+    cmd_vel_timeout_s: float = 0.5
+
+    @staticmethod
+    def for_control_dt(control_dt: float, input_timeout_s: float | None = None, cmd_vel_timeout_s: float = 0.5):
+        """Default input limit: three control periods (60 ms at 50 Hz)."""
+        timeout = input_timeout_s if input_timeout_s and input_timeout_s > 0 else 3.0 * control_dt
+        return SafetyLimits(timeout, cmd_vel_timeout_s)
+
+
+class InputWatchdog:
+    """Receipt times of each input on the node's clock (sim time under ``use_sim_time``)."""
+
+    def __init__(self, limits: SafetyLimits) -> None:
+        self.limits = limits
+        self.last: dict[str, float] = {}
+
+    def seen(self, name: str, now: float) -> None:
+        self.last[name] = now
+
+    def age(self, name: str, now: float) -> float | None:
+        t = self.last.get(name)
+        return None if t is None else max(0.0, now - t)
+
+    def problems(self, required: Iterable[str], now: float) -> list[str]:
+        """One phrase per required input that is missing or stale."""
+        out = []
+        for name in required:
+            age = self.age(name, now)
+            if age is None:
+                out.append(f"{name} never received")
+            elif age > self.limits.input_timeout_s:
+                out.append(f"{name} is stale ({age:.3f} s old, limit {self.limits.input_timeout_s:.3f} s)")
+        return out
+
+    def cmd_vel_fresh(self, now: float) -> bool:
+        age = self.age(INPUT_CMD_VEL, now)
+        return age is not None and age <= self.limits.cmd_vel_timeout_s
+
+
+def required_inputs(term_funcs: Iterable[str]) -> tuple[str, ...]:
+    needed = {TERM_INPUTS[f] for f in term_funcs if f in TERM_INPUTS} | {INPUT_JOINT_STATES}
+    return tuple(n for n in STATE_INPUTS if n in needed)
+
+
+def first_non_finite(fields: Mapping[str, np.ndarray | Iterable[float]]) -> str | None:
+    """Name of the first field holding NaN or inf, else None."""
+    for name, values in fields.items():
+        if not np.all(np.isfinite(np.asarray(values, dtype=float))):
+            return name
+    return None
+
+
+def clip_command(command: np.ndarray, ranges: Mapping[str, tuple[float, float]]) -> tuple[np.ndarray, bool]:
+    """Clip (vx, vy, wz) to the trained ranges; returns the command and whether it was clipped."""
+    lo = np.array([ranges["lin_vel_x"][0], ranges["lin_vel_y"][0], ranges["ang_vel_z"][0]])
+    hi = np.array([ranges["lin_vel_x"][1], ranges["lin_vel_y"][1], ranges["ang_vel_z"][1]])
+    clipped = np.clip(command, lo, hi)
+    return clipped, bool(np.any(clipped != command))
+
+
+def clip_to_limits(targets: np.ndarray, lower: np.ndarray, upper: np.ndarray) -> tuple[np.ndarray, int]:
+    """Clip joint targets to the joint limits; returns them and how many were clipped."""
+    clipped = np.clip(targets, lower, upper)
+    return clipped, int(np.count_nonzero(clipped != targets))

@@ -1,0 +1,243 @@
+"""The controller's modes, safety rules and action processing, without ROS."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from policy_fixtures import make_run
+
+from spot_policy import contract
+from spot_policy.controller import ControllerConfig, Mode, PolicyController
+from spot_policy.loader import load_policy
+from spot_policy.policy_spec import PolicySpec
+
+DT = 0.02
+
+
+class ScriptedPolicy:
+    """Returns preset raw actions and records the observations it was given."""
+
+    def __init__(self, action: np.ndarray) -> None:
+        self.action = np.asarray(action, dtype=np.float32)
+        self.seen: list[np.ndarray] = []
+
+    def __call__(self, obs: np.ndarray) -> np.ndarray:
+        self.seen.append(obs.copy())
+        return self.action.copy()
+
+
+@pytest.fixture(scope="module")
+def spec(tmp_path_factory: pytest.TempPathFactory) -> PolicySpec:
+    return load_policy(make_run(tmp_path_factory.mktemp("run")), providers=["cpu"]).spec
+
+
+def feed(c: PolicyController, now: float, q: np.ndarray | None = None, names=contract.SDK_JOINT_ORDER) -> None:
+    """All three state inputs at time ``now``; joints given in SDK order to exercise the name mapping."""
+    q_isaac = c.spec.default_joint_pos if q is None else q
+    order = contract.index_map(contract.ISAAC_JOINT_ORDER, [contract.canonical_joint_name(n) for n in names])
+    c.joint_state(names, q_isaac[order], np.zeros(len(names)), now, stamp=now)
+    c.imu([0, 0, 0, 1.0], [0, 0, 0], now, stamp=now)
+    c.odom([0, 0, 0], now, stamp=now)
+
+
+def make(spec: PolicySpec, action=None, **config) -> tuple[PolicyController, ScriptedPolicy, list]:
+    events: list[tuple[str, str]] = []
+    policy = ScriptedPolicy(np.zeros(12) if action is None else action)
+    c = PolicyController(spec, policy, ControllerConfig(**config), lambda lvl, msg: events.append((lvl, msg)))
+    return c, policy, events
+
+
+def test_idle_publishes_nothing_and_stand_interpolates(spec: PolicySpec) -> None:
+    c, _, _ = make(spec, stand_duration_s=1.0)
+    start = spec.default_joint_pos + 0.3
+    feed(c, 0.0, start)
+    assert c.step(0.0) is None
+    ok, _ = c.request(Mode.STAND, 0.0)
+    assert ok and c.mode is Mode.STAND
+    feed(c, 0.5, start)
+    half = c.step(0.5)
+    np.testing.assert_allclose(half.positions, np.clip(start - 0.15, spec.joint_lower, spec.joint_upper))
+    feed(c, 1.5, start)
+    np.testing.assert_allclose(c.step(1.5).positions, spec.default_joint_pos)
+    # Names come back as the bridge sent them (SDK spelling kept, articulation order).
+    assert c.step(1.5).names == tuple(contract.ISAAC_JOINT_ORDER)
+
+
+def test_names_received_are_names_published(spec: PolicySpec) -> None:
+    c, _, _ = make(spec)
+    urdf = [contract.urdf_name(j) for j in contract.SDK_JOINT_ORDER] + ["arm0_sh0"]
+    q = spec.default_joint_pos
+    order = contract.index_map(contract.ISAAC_JOINT_ORDER, contract.SDK_JOINT_ORDER)
+    c.joint_state(urdf, [*q[order], 0.0], np.zeros(13), 0.0)
+    assert c.request(Mode.STAND, 0.0)[0]
+    command = c.step(0.0)
+    assert command.names == tuple(contract.urdf_name(j) for j in contract.ISAAC_JOINT_ORDER)
+
+
+def test_walk_applies_default_plus_scale_times_action_with_soft_start(spec: PolicySpec) -> None:
+    raw = np.linspace(-1, 1, 12)
+    c, policy, _ = make(spec, raw, soft_start_s=0.1)  # 5 steps at 50 Hz
+    feed(c, 0.0)
+    c.cmd_vel(0.5, 0.0, 0.2, 0.0)
+    assert c.request(Mode.WALK, 0.0) == (True, "walking")
+    outputs = []
+    for k in range(7):
+        t = k * DT
+        feed(c, t)
+        c.cmd_vel(0.5, 0.0, 0.2, t)
+        outputs.append(c.step(t).positions)
+    for k, out in enumerate(outputs):
+        ramp = min(1.0, (k + 1) / 5)
+        expected = np.clip(spec.default_joint_pos + ramp * 0.2 * raw, spec.joint_lower, spec.joint_upper)
+        np.testing.assert_allclose(out, expected, atol=1e-6)
+    # The policy saw the command and, from the second step on, its own raw output as last_action.
+    np.testing.assert_allclose(policy.seen[0][9:12], [0.5, 0.0, 0.2])
+    np.testing.assert_allclose(policy.seen[0][36:48], 0.0)
+    np.testing.assert_allclose(policy.seen[1][36:48], raw, atol=1e-6)
+
+
+def test_targets_clipped_to_joint_limits(spec: PolicySpec) -> None:
+    c, _, _ = make(spec, np.full(12, 50.0), soft_start_s=0.0)
+    feed(c, 0.0)
+    c.request(Mode.WALK, 0.0)
+    out = c.step(0.0).positions
+    np.testing.assert_allclose(out, spec.joint_upper)
+    assert c.counters["joint_limit_clips"] == 12
+
+
+def test_command_clipped_to_trained_ranges_and_zero_after_timeout(spec: PolicySpec) -> None:
+    c, policy, events = make(spec, cmd_vel_timeout_s=0.5)
+    feed(c, 0.0)
+    c.cmd_vel(9.0, -9.0, 0.5, 0.0)
+    c.request(Mode.WALK, 0.0)
+    c.step(0.0)
+    np.testing.assert_allclose(policy.seen[-1][9:12], [3.0, -1.5, 0.5])
+    assert c.counters["command_clips"] == 1
+    for k in range(1, 40):
+        feed(c, k * DT)
+        c.step(k * DT)
+    np.testing.assert_allclose(policy.seen[-1][9:12], 0.0)  # 0.78 s after the last cmd_vel
+    assert c.mode is Mode.WALK and c.counters["cmd_vel_timeouts"] == 1
+    assert any("cmd_vel timed out" in msg for _, msg in events)
+
+
+@pytest.mark.parametrize("stale", ["joint_states", "imu/data", "odom"])
+def test_stale_input_faults_naming_it(spec: PolicySpec, stale: str) -> None:
+    c, _, events = make(spec)
+    feed(c, 0.0)
+    c.request(Mode.WALK, 0.0)
+    t = 0.0
+    for k in range(1, 6):
+        t = k * DT
+        if stale != "joint_states":
+            c.joint_state(contract.ISAAC_JOINT_ORDER, spec.default_joint_pos, np.zeros(12), t, t)
+        if stale != "imu/data":
+            c.imu([0, 0, 0, 1.0], [0, 0, 0], t, t)
+        if stale != "odom":
+            c.odom([0, 0, 0], t, t)
+        out = c.step(t)
+        if c.mode is Mode.FAULT:
+            break
+    assert c.mode is Mode.FAULT and out is None
+    # Limit: three control periods (60 ms); the fault comes on the first step past it.
+    assert t == pytest.approx(0.08)
+    assert c.fault_reason.startswith(f"{stale} is stale")
+    assert events[-1][0] == "error" and stale in events[-1][1]
+
+
+def test_fault_latches_until_reset(spec: PolicySpec) -> None:
+    c, _, _ = make(spec)
+    feed(c, 0.0)
+    c.request(Mode.WALK, 0.0)
+    c.imu([0, 0, float("nan"), 1.0], [0, 0, 0], 0.01)
+    assert c.mode is Mode.FAULT and "imu/data has NaN/inf orientation" in c.fault_reason
+    feed(c, 0.02)
+    assert c.step(0.02) is None
+    assert c.request(Mode.WALK, 0.02)[0] is False
+    assert c.request(Mode.STAND, 0.02)[0] is False
+    assert c.request(Mode.IDLE, 0.02)[0] is False and c.mode is Mode.FAULT
+    assert c.reset()[0] and c.mode is Mode.IDLE
+    assert c.request(Mode.WALK, 0.02)[0] and c.step(0.02) is not None
+
+
+@pytest.mark.parametrize(
+    ("field", "reason"),
+    [("position", "joint_states has NaN/inf position for hr_kn"), ("velocity", "NaN/inf velocity for hr_kn")],
+)
+def test_nan_in_joint_states_faults(spec: PolicySpec, field: str, reason: str) -> None:
+    c, _, _ = make(spec)
+    feed(c, 0.0)
+    c.request(Mode.STAND, 0.0)
+    q, dq = spec.default_joint_pos.copy(), np.zeros(12)
+    (q if field == "position" else dq)[11] = np.inf if field == "velocity" else np.nan
+    c.joint_state(contract.ISAAC_JOINT_ORDER, q, dq, 0.01)
+    assert c.mode is Mode.FAULT and reason in c.fault_reason
+
+
+def test_nan_in_cmd_vel_and_policy_output_fault(spec: PolicySpec) -> None:
+    c, _, _ = make(spec)
+    c.cmd_vel(float("nan"), 0, 0, 0.0)
+    assert c.mode is Mode.FAULT and "cmd_vel has NaN/inf" in c.fault_reason
+    c, policy, _ = make(spec, np.full(12, np.nan))
+    feed(c, 0.0)
+    c.request(Mode.WALK, 0.0)
+    assert c.step(0.0) is None and c.mode is Mode.FAULT and "policy output holds NaN/inf" in c.fault_reason
+
+
+def test_missing_joints_refuse_to_leave_idle(spec: PolicySpec) -> None:
+    c, _, _ = make(spec)
+    names = [j for j in contract.ISAAC_JOINT_ORDER if j not in ("fl_kn", "hr_hy")]
+    c.joint_state(names, np.zeros(10), np.zeros(10), 0.0)
+    c.imu([0, 0, 0, 1.0], [0, 0, 0], 0.0)
+    c.odom([0, 0, 0], 0.0)
+    ok, message = c.request(Mode.STAND, 0.0)
+    assert not ok and c.mode is Mode.IDLE
+    assert "joint_states lacks joints hr_hy, fl_kn" in message
+    assert not c.request(Mode.WALK, 0.0)[0]
+
+
+def test_missing_joints_while_active_fault(spec: PolicySpec) -> None:
+    c, _, _ = make(spec)
+    feed(c, 0.0)
+    c.request(Mode.WALK, 0.0)
+    c.joint_state(contract.ISAAC_JOINT_ORDER[:11], np.zeros(11), np.zeros(11), 0.01)
+    assert c.mode is Mode.FAULT and "lacks joints hr_kn" in c.fault_reason
+
+
+def test_walk_refused_without_inputs(spec: PolicySpec) -> None:
+    c, _, _ = make(spec)
+    ok, message = c.request(Mode.WALK, 0.0)
+    assert not ok and "joint_states never received" in message and "imu/data never received" in message
+    feed(c, 0.0)
+    ok, message = c.request(Mode.WALK, 1.0)
+    assert not ok and "imu/data is stale (1.000 s old, limit 0.060 s)" in message
+
+
+def test_input_triggered_step_waits_for_inputs_of_the_same_instant(spec: PolicySpec) -> None:
+    c, _, _ = make(spec)
+    feed(c, 0.0)
+    c.request(Mode.WALK, 0.0)
+    assert c.input_step_due()
+    c.joint_state(contract.ISAAC_JOINT_ORDER, spec.default_joint_pos, np.zeros(12), 0.02, stamp=0.02)
+    assert not c.input_step_due()  # imu and odom of t=0.02 not here yet
+    c.imu([0, 0, 0, 1.0], [0, 0, 0], 0.02, stamp=0.02)
+    assert not c.input_step_due()
+    c.odom([0, 0, 0], 0.02, stamp=0.02)
+    assert c.input_step_due() and not c.input_step_due()  # once per joint_states
+
+
+def test_stop_goes_idle_and_status_reports(spec: PolicySpec) -> None:
+    c, _, _ = make(spec)
+    feed(c, 0.0)
+    c.request(Mode.WALK, 0.0)
+    for k in range(5):
+        feed(c, k * DT)
+        c.step(k * DT)
+    assert c.request(Mode.IDLE, 0.1) == (True, "idle: publishing nothing")
+    assert c.step(0.1) is None
+    status = c.status(0.1)
+    assert status["mode"] == "idle" and status["steps"] == 5
+    assert status["input_ages_s"]["joint_states"] == pytest.approx(0.02)
+    assert status["inference_us_median"] > 0
