@@ -21,7 +21,7 @@ setup(
     ),
     version="0.1.0",
     packages=find_packages(exclude=["test"]),
-    package_data={PACKAGE: ["model/*.xml"]},
+    package_data={PACKAGE: ["model/*.xml", "model/*.csv"]},
     data_files=[
         ("share/ament_index/resource_index/packages", [f"resource/{PACKAGE}"]),
         (f"share/{PACKAGE}", ["package.xml"]),

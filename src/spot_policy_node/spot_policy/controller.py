@@ -91,6 +91,7 @@ class PolicyController:
         self.inference_us = Rolling(500)
         self.step_us = Rolling(500)
         self.period_jitter_s = Rolling(500)  # |step interval - control period|, steady clock
+        self.input_counts: dict[str, int] = {n: 0 for n in (*rules.STATE_INPUTS, rules.INPUT_CMD_VEL)}
         self._last_step_wall: float | None = None
         self._cmd_vel_was_fresh = False
 
@@ -153,9 +154,11 @@ class PolicyController:
         self.counters["command_clips"] += int(was_clipped)
         self.m.command = clipped
         self.watchdog.seen(rules.INPUT_CMD_VEL, now)
+        self.input_counts[rules.INPUT_CMD_VEL] += 1
 
     def _seen(self, name: str, now: float, stamp: float) -> None:
         self.watchdog.seen(name, now)
+        self.input_counts[name] += 1
         self._stamps[name] = stamp
 
     def _map_layout(self, names: tuple[str, ...]) -> None:
@@ -313,6 +316,11 @@ class PolicyController:
         targets = np.empty(len(contract.ISAAC_JOINT_ORDER))
         targets[self._action_index] = processed
         return targets
+
+    @property
+    def cmd_vel_fresh(self) -> bool:
+        """Whether the last walk step had a live cmd_vel (False: it commanded zero)."""
+        return self._cmd_vel_was_fresh
 
     # ------------------------------------------------------------------ reporting
     def status(self, now: float) -> dict[str, object]:

@@ -270,3 +270,15 @@ def make_run(
     (run / "model_1500.pt").write_bytes(b"checkpoint placeholder: deployment never reads it")
     mlp_to_onnx(layers or random_mlp(sizes, seed=seed), run / "exported" / "policy.onnx")
     return run
+
+
+def env_with_lin_vel_processing(clip: float = 1.0, scale: float = 2.0, history: int = 3) -> str:
+    """The Spot flat env.yaml with clip, scale and history on its base_lin_vel term."""
+    tail = "      flatten_history_dim: true\n    base_ang_vel:"
+    plain = "      clip: null\n      scale: null\n      history_length: 0\n" + tail
+    processed = (
+        f"      clip: !!python/tuple\n      - {-clip}\n      - {clip}\n      scale: {scale}\n"
+        f"      history_length: {history}\n" + tail
+    )
+    assert plain in SPOT_FLAT_ENV_YAML
+    return SPOT_FLAT_ENV_YAML.replace(plain, processed, 1)

@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pytest
-from policy_fixtures import make_run
 
 from spot_policy import contract
 from spot_policy.controller import ControllerConfig, Mode, PolicyController
 from spot_policy.loader import load_policy
 from spot_policy.policy_spec import PolicySpec
+
+from policy_fixtures import make_run
 
 DT = 0.02
 
@@ -180,7 +179,7 @@ def test_nan_in_cmd_vel_and_policy_output_fault(spec: PolicySpec) -> None:
     c, _, _ = make(spec)
     c.cmd_vel(float("nan"), 0, 0, 0.0)
     assert c.mode is Mode.FAULT and "cmd_vel has NaN/inf" in c.fault_reason
-    c, policy, _ = make(spec, np.full(12, np.nan))
+    c, _policy, _ = make(spec, np.full(12, np.nan))
     feed(c, 0.0)
     c.request(Mode.WALK, 0.0)
     assert c.step(0.0) is None and c.mode is Mode.FAULT and "policy output holds NaN/inf" in c.fault_reason

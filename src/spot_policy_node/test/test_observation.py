@@ -7,11 +7,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from policy_fixtures import SPOT_FLAT_ENV_YAML, make_run
 
 from spot_policy import contract
 from spot_policy.loader import load_policy
 from spot_policy.observation import Measurements, ObservationBuilder, projected_gravity
+
+from policy_fixtures import env_with_lin_vel_processing, make_run
 
 
 def test_index_maps_match_the_facts() -> None:
@@ -80,11 +81,7 @@ def test_known_state_gives_hand_computed_vector(tmp_path: Path) -> None:
 
 
 def test_clip_before_scale_and_history_oldest_first(tmp_path: Path) -> None:
-    text = SPOT_FLAT_ENV_YAML.replace(
-        "      clip: null\n      scale: null\n      history_length: 0\n      flatten_history_dim: true\n    base_ang_vel:",
-        "      clip: !!python/tuple\n      - -1.0\n      - 1.0\n      scale: 2.0\n      history_length: 3\n"
-        "      flatten_history_dim: true\n    base_ang_vel:",
-    )
+    text = env_with_lin_vel_processing()
     spec = load_policy(make_run(tmp_path, env_yaml=text, sizes=(54, 8, 12)), providers=["cpu"]).spec
     builder = ObservationBuilder(spec)
     zero = np.zeros(12, dtype=np.float32)

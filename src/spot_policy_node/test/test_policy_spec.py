@@ -9,7 +9,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
-from policy_fixtures import SPOT_FLAT_ENV_YAML, make_run
 
 from spot_policy import contract
 from spot_policy.errors import PolicyLoadError
@@ -17,6 +16,8 @@ from spot_policy.isaaclab_yaml import PythonTag, load_isaaclab_yaml
 from spot_policy.loader import load_policy
 from spot_policy.locate import locate_run
 from spot_policy.onnx_mlp import mlp_to_onnx, random_mlp
+
+from policy_fixtures import SPOT_FLAT_ENV_YAML, env_with_lin_vel_processing, make_run
 
 
 @pytest.fixture
@@ -36,7 +37,9 @@ def test_yaml_tags_load_as_data_without_executing(tmp_path: Path) -> None:
     path = tmp_path / "env.yaml"
     path.write_text(
         SPOT_FLAT_ENV_YAML
-        + "danger: !!python/object/apply:os.system ['touch " + str(tmp_path / "pwned") + "']\n"
+        + "danger: !!python/object/apply:os.system ['touch "
+        + str(tmp_path / "pwned")
+        + "']\n"
         + "ref: !!python/name:builtins.print ''\n"
     )
     with pytest.raises(yaml.constructor.ConstructorError):
@@ -98,14 +101,12 @@ def test_isaaclab_1x_module_paths_and_regex_dict_gains(tmp_path: Path) -> None:
 
 
 def test_scale_clip_history_and_explicit_joint_order(tmp_path: Path) -> None:
-    text = SPOT_FLAT_ENV_YAML.replace(
-        "      clip: null\n      scale: null\n      history_length: 0\n      flatten_history_dim: true\n    base_ang_vel:",
-        "      clip: !!python/tuple\n      - -1.0\n      - 1.0\n      scale: 2.0\n      history_length: 3\n"
-        "      flatten_history_dim: true\n    base_ang_vel:",
-    )
+    text = env_with_lin_vel_processing()
     names = "\n".join(f"    - {j}" for j in contract.SDK_JOINT_ORDER)
     text = text.replace("    joint_names:\n    - .*\n    scale: 0.2", f"    joint_names:\n{names}\n    scale: 0.2")
-    text = text.replace("    preserve_order: false\n    use_default_offset", "    preserve_order: true\n    use_default_offset")
+    text = text.replace(
+        "    preserve_order: false\n    use_default_offset", "    preserve_order: true\n    use_default_offset"
+    )
     run = make_run(tmp_path, env_yaml=text, sizes=(54, 16, 12))
     spec = load_policy(run, providers=["cpu"]).spec
     lin = spec.obs_terms[0]
@@ -159,7 +160,9 @@ def test_unknown_observation_term(tmp_path: Path) -> None:
         "    actions:\n      func: isaaclab.envs.mdp.observations:last_action",
     )
     message = load_error(make_run(tmp_path, env_yaml=text))
-    assert "observation term 'height_scan' (func isaaclab.envs.mdp.observations:height_scan) is not supported" in message
+    assert (
+        "observation term 'height_scan' (func isaaclab.envs.mdp.observations:height_scan) is not supported" in message
+    )
     assert "base_lin_vel, base_ang_vel, projected_gravity, generated_commands" in message
 
 
@@ -171,7 +174,9 @@ def test_dimension_mismatch(tmp_path: Path) -> None:
 
 
 def test_joint_names_not_spot(tmp_path: Path) -> None:
-    text = SPOT_FLAT_ENV_YAML.replace("    joint_names:\n    - .*\n", "    joint_names:\n    - FL_hip_joint\n    - .*\n")
+    text = SPOT_FLAT_ENV_YAML.replace(
+        "    joint_names:\n    - .*\n", "    joint_names:\n    - FL_hip_joint\n    - .*\n"
+    )
     message = load_error(make_run(tmp_path, env_yaml=text))
     assert "actions.joint_pos.joint_names names joints that are not Spot's: FL_hip_joint" in message
     text = SPOT_FLAT_ENV_YAML.replace("        .*_kn: -1.5", "        .*_calf_joint: -1.5")

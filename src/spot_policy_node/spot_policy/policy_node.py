@@ -1,0 +1,241 @@
+"""``ros2 run spot_policy policy_node``: the policy controller behind the topic contract.
+
+A thin adapter: parameters, QoS, timers, services and diagnostics here; every decision in
+:mod:`spot_policy.controller`. Identical in simulation and on the robot.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+
+import rclpy
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+from geometry_msgs.msg import Twist
+from nav_msgs.msg import Odometry
+from rclpy.clock import Clock, ClockType
+from rclpy.node import Node
+from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
+from sensor_msgs.msg import Imu, JointState
+from std_srvs.srv import Trigger
+
+from spot_policy import contract, paths
+from spot_policy.controller import Command, ControllerConfig, Mode, PolicyController
+from spot_policy.errors import PolicyLoadError
+from spot_policy.loader import LoadedPolicy, load_policy
+
+TRIGGERS = ("timer", "input")
+#: Commands: reliable, newest only (a late target is worse than none).
+COMMAND_QOS = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE)
+
+
+def stamp_seconds(stamp) -> float:
+    return stamp.sec + stamp.nanosec * 1e-9
+
+
+class PolicyNode(Node):
+    def __init__(self, **kwargs) -> None:
+        super().__init__("policy_node", **kwargs)
+        p = self.declare_parameters(
+            "",
+            [
+                ("policy", "spot_flat_mjx"),
+                ("logs_root", ""),
+                ("providers", ["tensorrt", "cuda", "cpu"]),
+                ("intra_op_threads", 1),
+                ("trigger", "timer"),
+                ("stand_duration_s", 2.0),
+                ("soft_start_s", 0.5),
+                ("input_timeout_s", 0.0),
+                ("cmd_vel_timeout_s", 0.5),
+                ("diagnostics_period_s", 1.0),
+            ],
+        )
+        params = {param.name: param.value for param in p}
+        self.trigger = str(params["trigger"])
+        if self.trigger not in TRIGGERS:
+            raise ValueError(f"parameter trigger is '{self.trigger}'; use one of {', '.join(TRIGGERS)}")
+        self.loaded: LoadedPolicy = load_policy(
+            params["policy"],
+            providers=list(params["providers"]),
+            intra_op_threads=int(params["intra_op_threads"]),
+            logs_root=params["logs_root"] or None,
+            policies_dir=paths.config_dir() / "policies",
+            log=self.get_logger().warning,
+        )
+        spec = self.loaded.spec
+        config = ControllerConfig(
+            stand_duration_s=float(params["stand_duration_s"]),
+            soft_start_s=float(params["soft_start_s"]),
+            input_timeout_s=float(params["input_timeout_s"]) or None,
+            cmd_vel_timeout_s=float(params["cmd_vel_timeout_s"]),
+        )
+        self.controller = PolicyController(spec, self.loaded.model, config, self._on_event)
+
+        self.command_pub = self.create_publisher(JointState, contract.TOPIC_JOINT_COMMAND, COMMAND_QOS)
+        self.diag_pub = self.create_publisher(DiagnosticArray, contract.TOPIC_DIAGNOSTICS, 10)
+        self.create_subscription(
+            JointState, contract.TOPIC_JOINT_STATES, self._on_joint_states, qos_profile_sensor_data
+        )
+        self.create_subscription(Imu, contract.TOPIC_IMU, self._on_imu, qos_profile_sensor_data)
+        self.create_subscription(Odometry, contract.TOPIC_ODOM, self._on_odom, qos_profile_sensor_data)
+        self.create_subscription(Twist, contract.TOPIC_CMD_VEL, self._on_cmd_vel, 10)
+        for name, mode in (("stand", Mode.STAND), ("walk", Mode.WALK), ("stop", Mode.IDLE)):
+            self.create_service(Trigger, f"~/{name}", self._mode_service(mode))
+        self.create_service(Trigger, "~/reset", self._on_reset)
+
+        # Control steps run on the ROS clock, so they follow /clock under use_sim_time. In input
+        # mode the same timer only runs the watchdogs; steps come with joint_states.
+        self.create_timer(spec.control_dt, self._on_control_timer)
+        steady = Clock(clock_type=ClockType.STEADY_TIME)
+        self._diag_period = float(params["diagnostics_period_s"])
+        self.create_timer(self._diag_period, self._publish_diagnostics, clock=steady)
+        self._counts_at_diag = dict(self.controller.input_counts)
+        self._diag_wall = time.monotonic()
+        model = self.loaded.model
+        self.get_logger().info(
+            f"policy {spec.run_dir} ({model.provider}, obs {spec.obs_dim} -> {spec.action_dim}), "
+            f"{spec.control_rate_hz:.0f} Hz, trigger={self.trigger}; idle until ~/stand or ~/walk"
+        )
+
+    # ---------------------------------------------------------------- inputs
+    def _now(self) -> float:
+        return self.get_clock().now().nanoseconds * 1e-9
+
+    def _on_joint_states(self, msg: JointState) -> None:
+        now = self._now()
+        self.controller.joint_state(msg.name, msg.position, msg.velocity, now, stamp_seconds(msg.header.stamp))
+        self._maybe_input_step(now)
+
+    def _on_imu(self, msg: Imu) -> None:
+        o, w = msg.orientation, msg.angular_velocity
+        now = self._now()
+        self.controller.imu((o.x, o.y, o.z, o.w), (w.x, w.y, w.z), now, stamp_seconds(msg.header.stamp))
+        self._maybe_input_step(now)
+
+    def _on_odom(self, msg: Odometry) -> None:
+        v = msg.twist.twist.linear
+        now = self._now()
+        self.controller.odom((v.x, v.y, v.z), now, stamp_seconds(msg.header.stamp))
+        self._maybe_input_step(now)
+
+    def _on_cmd_vel(self, msg: Twist) -> None:
+        self.controller.cmd_vel(msg.linear.x, msg.linear.y, msg.angular.z, self._now())
+
+    # ---------------------------------------------------------------- stepping
+    def _maybe_input_step(self, now: float) -> None:
+        if self.trigger == "input" and self.controller.input_step_due():
+            self._publish(self.controller.step(now))
+
+    def _on_control_timer(self) -> None:
+        now = self._now()
+        if self.trigger == "timer":
+            self._publish(self.controller.step(now))
+        else:
+            self.controller.check_watchdogs(now)
+
+    def _publish(self, command: Command | None) -> None:
+        if command is None:
+            return
+        msg = JointState()
+        msg.header.stamp = self.get_clock().now().to_msg()
+        msg.name = list(command.names)
+        msg.position = command.positions.tolist()
+        msg.velocity = [0.0] * len(command.names)
+        msg.effort = [0.0] * len(command.names)
+        self.command_pub.publish(msg)
+
+    # ---------------------------------------------------------------- services
+    def _mode_service(self, mode: Mode):
+        def handle(_request: Trigger.Request, response: Trigger.Response) -> Trigger.Response:
+            response.success, response.message = self.controller.request(mode, self._now())
+            if not response.success:
+                self.get_logger().warning(
+                    f"~/{mode.value if mode is not Mode.IDLE else 'stop'} refused: {response.message}"
+                )
+            return response
+
+        return handle
+
+    def _on_reset(self, _request: Trigger.Request, response: Trigger.Response) -> Trigger.Response:
+        response.success, response.message = self.controller.reset()
+        return response
+
+    def _on_event(self, level: str, message: str) -> None:
+        # rclpy binds one severity to each call site, hence three calls.
+        log = self.get_logger()
+        if level == "error":
+            log.error(message)
+        elif level == "warn":
+            log.warning(message)
+        else:
+            log.info(message)
+
+    # ---------------------------------------------------------------- diagnostics
+    def _publish_diagnostics(self) -> None:
+        now_wall = time.monotonic()
+        elapsed = max(1e-6, now_wall - self._diag_wall)
+        counts = dict(self.controller.input_counts)
+        rates = {n: (counts.get(n, 0) - self._counts_at_diag.get(n, 0)) / elapsed for n in counts}
+        self._counts_at_diag, self._diag_wall = counts, now_wall
+        status = self.controller.status(self._now())
+        level = {"fault": DiagnosticStatus.ERROR}.get(status["mode"], DiagnosticStatus.OK)
+        if status["mode"] in ("stand", "walk") and status["cmd_vel_timeouts"] and not self.controller.cmd_vel_fresh:
+            level = DiagnosticStatus.WARN
+        values = {
+            "mode": status["mode"],
+            "fault": status["fault"],
+            "trigger": self.trigger,
+            "policy": str(self.loaded.spec.run_dir),
+            "provider": self.loaded.model.provider,
+            "missing_joints": ",".join(status["missing_joints"]),
+            **{
+                k: f"{status[k]:.1f}"
+                for k in ("inference_us_median", "inference_us_p99", "step_us_median", "step_us_p99")
+            },
+            **{k: f"{status[k]:.3f}" for k in ("period_jitter_ms_median", "period_jitter_ms_p99")},
+            **{f"age_s.{n}": ("never" if a is None else f"{a:.3f}") for n, a in status["input_ages_s"].items()},
+            **{f"rate_hz.{n}": f"{r:.1f}" for n, r in rates.items()},
+            **{
+                k: str(status[k]) for k in ("steps", "faults", "command_clips", "joint_limit_clips", "cmd_vel_timeouts")
+            },
+        }
+        msg = DiagnosticArray()
+        msg.header.stamp = self.get_clock().now().to_msg()
+        msg.status = [
+            DiagnosticStatus(
+                level=level,
+                name="policy_node: controller",
+                message=status["mode"] + (f": {status['fault']}" if status["fault"] else ""),
+                hardware_id="spot",
+                values=[KeyValue(key=k, value=str(v)) for k, v in values.items()],
+            )
+        ]
+        self.diag_pub.publish(msg)
+
+
+def main(args: list[str] | None = None) -> int:
+    rclpy.init(args=args)
+    node = None
+    code = 0
+    try:
+        node = PolicyNode()
+        rclpy.spin(node)
+    except PolicyLoadError as exc:
+        print(f"policy_node: cannot load the policy: {exc}", file=sys.stderr)
+        code = 2
+    except ValueError as exc:
+        print(f"policy_node: {exc}", file=sys.stderr)
+        code = 2
+    except KeyboardInterrupt:
+        pass
+    finally:
+        if node is not None:
+            node.destroy_node()
+        if rclpy.ok():
+            rclpy.shutdown()
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())
