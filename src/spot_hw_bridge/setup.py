@@ -1,6 +1,7 @@
 """ament_python package `spot_hw_bridge`: the real-robot bridge (bosdyn-client) and the Spot API emulator."""
 
 import os
+
 from setuptools import find_packages, setup
 
 # `ros2 run` finds executables in lib/<package>; a pip install into a virtual environment (the

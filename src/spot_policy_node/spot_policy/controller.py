@@ -8,10 +8,12 @@ into its own safe behaviour when commands stop.
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from enum import Enum
+from typing import NamedTuple
 
 import numpy as np
 
@@ -37,8 +39,7 @@ class ControllerConfig:
     cmd_vel_timeout_s: float = 0.5
 
 
-@dataclass(frozen=True)
-class Command:
+class Command(NamedTuple):
     """Joint targets to publish, with the joint names the bridge used."""
 
     names: tuple[str, ...]
@@ -69,7 +70,12 @@ class PolicyController:
         self.fault_reason = ""
         self._emit: Event = on_event or (lambda level, msg: None)
         self._walk_inputs = rules.required_inputs(t.func for t in spec.obs_terms)
-        self._action_index = np.array(contract.index_map(contract.ISAAC_JOINT_ORDER, spec.action.joint_names))
+        action_index = contract.index_map(contract.ISAAC_JOINT_ORDER, spec.action.joint_names)
+        # None when the action is already in articulation order (the usual case): no reordering.
+        self._action_index = None if action_index == sorted(action_index) else np.array(action_index)
+        self._processed = np.empty(spec.action_dim)
+        self._action = spec.action
+        self._lower, self._upper = spec.joint_lower, spec.joint_upper
         self._soft_start_steps = max(1, round(config.soft_start_s / spec.control_dt))
         self.last_action = np.zeros(spec.action_dim, dtype=np.float32)
         self.last_targets: np.ndarray | None = None
@@ -113,12 +119,13 @@ class PolicyController:
             self._fault(f"joint_states has {len(names)} names but {pos.size} positions and {vel.size} velocities")
             return
         q, dq = pos[self._layout_index], vel[self._layout_index]
-        bad = rules.first_non_finite({"position": q, "velocity": dq})
-        if bad is not None:
+        if not (rules.all_finite(q) and rules.all_finite(dq)):
+            bad = "position" if not rules.all_finite(q) else "velocity"
             joint = contract.ISAAC_JOINT_ORDER[int(np.argmin(np.isfinite(q if bad == "position" else dq)))]
             self._fault(f"joint_states has NaN/inf {bad} for {joint}")
             return
-        self.m.joint_pos, self.m.joint_vel = q, dq
+        self.m.joint_pos[:] = q
+        self.m.joint_vel[:] = dq
         self._joint_state_valid = True
         self._seen(rules.INPUT_JOINT_STATES, now, stamp)
         self._pending_stamp = stamp
@@ -126,33 +133,33 @@ class PolicyController:
     def imu(
         self, orientation_xyzw: Sequence[float], angular_velocity: Sequence[float], now: float, stamp: float = 0.0
     ) -> None:
-        bad = rules.first_non_finite({"orientation": orientation_xyzw, "angular_velocity": angular_velocity})
-        if bad is not None:
+        if not math.isfinite(sum(orientation_xyzw) + sum(angular_velocity)):
+            bad = rules.first_non_finite({"orientation": orientation_xyzw, "angular_velocity": angular_velocity})
             self._fault(f"imu/data has NaN/inf {bad}")
             return
         try:
-            self.m.gravity = projected_gravity(np.asarray(orientation_xyzw, dtype=float))
+            self.m.gravity[:] = projected_gravity(np.asarray(orientation_xyzw, dtype=float))
         except ValueError:
             self._fault("imu/data orientation is a zero quaternion")
             return
-        self.m.base_ang_vel = np.asarray(angular_velocity, dtype=float)
+        self.m.base_ang_vel[:] = angular_velocity
         self._seen(rules.INPUT_IMU, now, stamp)
 
     def odom(self, linear_velocity_body: Sequence[float], now: float, stamp: float = 0.0) -> None:
-        if rules.first_non_finite({"twist.linear": linear_velocity_body}) is not None:
+        if not math.isfinite(sum(linear_velocity_body)):
             self._fault("odom has NaN/inf twist.linear")
             return
-        self.m.base_lin_vel = np.asarray(linear_velocity_body, dtype=float)
+        self.m.base_lin_vel[:] = linear_velocity_body
         self._seen(rules.INPUT_ODOM, now, stamp)
 
     def cmd_vel(self, vx: float, vy: float, wz: float, now: float) -> None:
         command = np.array([vx, vy, wz], dtype=float)
-        if rules.first_non_finite({"cmd_vel": command}) is not None:
+        if not math.isfinite(vx + vy + wz):
             self._fault("cmd_vel has NaN/inf")
             return
         clipped, was_clipped = rules.clip_command(command, self.spec.command_ranges)
         self.counters["command_clips"] += int(was_clipped)
-        self.m.command = clipped
+        self.m.command[:] = clipped
         self.watchdog.seen(rules.INPUT_CMD_VEL, now)
         self.input_counts[rules.INPUT_CMD_VEL] += 1
 
@@ -273,11 +280,12 @@ class PolicyController:
             return None
         if targets is None:
             return None
-        targets, n_clipped = rules.clip_to_limits(targets, self.spec.joint_lower, self.spec.joint_upper)
-        self.counters["joint_limit_clips"] += n_clipped
-        if not np.all(np.isfinite(targets)):
-            self._fault("computed joint targets hold NaN/inf")
-            return None
+        n_outside = rules.clip_to_limits(targets, self._lower, self._upper)
+        if n_outside:
+            if not rules.all_finite(targets):
+                self._fault("computed joint targets hold NaN/inf")
+                return None
+            self.counters["joint_limit_clips"] += n_outside
         self.counters["steps"] += 1
         self.last_targets = targets
         self.step_us.add((time.perf_counter() - t0) * 1e6)
@@ -295,24 +303,33 @@ class PolicyController:
             if self._cmd_vel_was_fresh:
                 self.counters["cmd_vel_timeouts"] += 1
                 self._emit("warn", "cmd_vel timed out: commanding zero velocity")
-            self.m.command = np.zeros(3)
+            self.m.command[:] = 0.0
         self._cmd_vel_was_fresh = fresh
         obs = self.observations.build(self.m, self.last_action)
         t0 = time.perf_counter()
         raw = np.asarray(self.policy(obs), dtype=np.float32)
         self.inference_us.add((time.perf_counter() - t0) * 1e6)
-        if not np.all(np.isfinite(raw)):
+        action = self._action
+        if action.raw_clip is not None:
+            np.clip(raw, -action.raw_clip, action.raw_clip, out=raw)
+        # The hot path works in preallocated buffers: each numpy temporary costs about a microsecond.
+        processed = self._processed
+        if self._walk_steps < self._soft_start_steps:
+            self._walk_steps += 1
+            np.multiply(action.scale, self._walk_steps / self._soft_start_steps, out=processed)
+            processed *= raw
+        else:
+            np.multiply(action.scale, raw, out=processed)
+        processed += action.offset
+        # scale and offset are finite, so this one check covers the raw output too.
+        if not rules.all_finite(processed):
             self._fault("policy output holds NaN/inf")
             return None
-        action = self.spec.action
-        if action.raw_clip is not None:
-            raw = np.clip(raw, -action.raw_clip, action.raw_clip)
         self.last_action = raw
-        self._walk_steps += 1
-        ramp = min(1.0, self._walk_steps / self._soft_start_steps)
-        processed = action.offset + ramp * action.scale * raw
         if action.clip is not None:
-            processed = np.clip(processed, action.clip[:, 0], action.clip[:, 1])
+            np.clip(processed, action.clip[:, 0], action.clip[:, 1], out=processed)
+        if self._action_index is None:
+            return processed.copy()
         targets = np.empty(len(contract.ISAAC_JOINT_ORDER))
         targets[self._action_index] = processed
         return targets

@@ -6,6 +6,7 @@ Same outside as Isaac Lab's exported actor: input ``obs`` [1, N] float32, output
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -24,7 +25,7 @@ def random_mlp(sizes: Sequence[int], seed: int = 0, gain: float = 1.0) -> list[L
             (rng.standard_normal((n_in, n_out)) * gain / np.sqrt(n_in)).astype(np.float32),
             (rng.standard_normal(n_out) * 0.01).astype(np.float32),
         )
-        for n_in, n_out in zip(sizes[:-1], sizes[1:], strict=True)
+        for n_in, n_out in itertools.pairwise(sizes)
     ]
 
 

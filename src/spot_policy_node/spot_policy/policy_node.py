@@ -6,14 +6,18 @@ A thin adapter: parameters, QoS, timers, services and diagnostics here; every de
 
 from __future__ import annotations
 
+import math
 import sys
 import time
+from array import array
 
 import rclpy
+from builtin_interfaces.msg import Time as TimeMsg
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from geometry_msgs.msg import Twist
 from nav_msgs.msg import Odometry
 from rclpy.clock import Clock, ClockType
+from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
 from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 from sensor_msgs.msg import Imu, JointState
@@ -49,6 +53,7 @@ class PolicyNode(Node):
                 ("input_timeout_s", 0.0),
                 ("cmd_vel_timeout_s", 0.5),
                 ("diagnostics_period_s", 1.0),
+                ("executor", "single"),
             ],
         )
         params = {param.name: param.value for param in p}
@@ -73,6 +78,8 @@ class PolicyNode(Node):
         self.controller = PolicyController(spec, self.loaded.model, config, self._on_event)
 
         self.command_pub = self.create_publisher(JointState, contract.TOPIC_JOINT_COMMAND, COMMAND_QOS)
+        self._command_msg = JointState()
+        self._command_names: tuple[str, ...] | None = None
         self.diag_pub = self.create_publisher(DiagnosticArray, contract.TOPIC_DIAGNOSTICS, 10)
         self.create_subscription(
             JointState, contract.TOPIC_JOINT_STATES, self._on_joint_states, qos_profile_sensor_data
@@ -125,24 +132,31 @@ class PolicyNode(Node):
     # ---------------------------------------------------------------- stepping
     def _maybe_input_step(self, now: float) -> None:
         if self.trigger == "input" and self.controller.input_step_due():
-            self._publish(self.controller.step(now))
+            self._publish(self.controller.step(now), now)
 
     def _on_control_timer(self) -> None:
         now = self._now()
         if self.trigger == "timer":
-            self._publish(self.controller.step(now))
+            self._publish(self.controller.step(now), now)
         else:
             self.controller.check_watchdogs(now)
 
-    def _publish(self, command: Command | None) -> None:
+    def _publish(self, command: Command | None, now: float) -> None:
         if command is None:
             return
-        msg = JointState()
-        msg.header.stamp = self.get_clock().now().to_msg()
-        msg.name = list(command.names)
-        msg.position = command.positions.tolist()
-        msg.velocity = [0.0] * len(command.names)
-        msg.effort = [0.0] * len(command.names)
+        # One message, reused: generated message setters validate lists element by element, but
+        # take array.array('d') as is. publish() serializes at once, so reuse is safe.
+        msg = self._command_msg
+        if command.names is not self._command_names:
+            self._command_names = command.names
+            msg.name = list(command.names)
+            msg.velocity = array("d", bytes(8 * len(command.names)))
+            msg.effort = array("d", bytes(8 * len(command.names)))
+        positions = array("d")
+        positions.frombytes(command.positions.tobytes())
+        msg.position = positions
+        sec = math.floor(now)
+        msg.header.stamp = TimeMsg(sec=sec, nanosec=min(999_999_999, round((now - sec) * 1e9)))
         self.command_pub.publish(msg)
 
     # ---------------------------------------------------------------- services
@@ -214,20 +228,42 @@ class PolicyNode(Node):
         self.diag_pub.publish(msg)
 
 
+def make_executor(choice: str):
+    """``single`` (default): rclpy's SingleThreadedExecutor, as on Humble. ``events``: the
+    experimental EventsExecutor (Jazzy and later); ``auto`` takes it where it exists. The rclpy
+    9.1 wheels' EventsExecutor busy-loops and stalls this node, so it is not the default."""
+    from rclpy.executors import SingleThreadedExecutor
+
+    if choice in ("auto", "events"):
+        try:
+            from rclpy.experimental import EventsExecutor
+
+            return EventsExecutor()
+        except ImportError:
+            if choice == "events":
+                raise ValueError("executor 'events' needs rclpy.experimental.EventsExecutor (Jazzy or later)") from None
+    elif choice != "single":
+        raise ValueError(f"parameter executor is '{choice}'; use auto, events or single")
+    return SingleThreadedExecutor()
+
+
 def main(args: list[str] | None = None) -> int:
     rclpy.init(args=args)
     node = None
     code = 0
     try:
         node = PolicyNode()
-        rclpy.spin(node)
+        executor = make_executor(node.get_parameter("executor").value)
+        executor.add_node(node)
+        node.get_logger().info(f"executor: {type(executor).__name__}")
+        executor.spin()
     except PolicyLoadError as exc:
         print(f"policy_node: cannot load the policy: {exc}", file=sys.stderr)
         code = 2
     except ValueError as exc:
         print(f"policy_node: {exc}", file=sys.stderr)
         code = 2
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, ExternalShutdownException):
         pass
     finally:
         if node is not None:

@@ -1,0 +1,374 @@
+"""``spot-policy bench``: speed figures, each beside a baseline measured in the same run.
+
+Ratios to a baseline hold on a noisy machine where absolute numbers do not; measurements of a
+figure and its baseline are interleaved in blocks for the same reason.
+
+- ``policy``: one controller step (observation + inference + action) vs a bare ONNX Runtime call.
+- ``dds``: joint_states -> joint_command through the policy node (input-triggered) vs a bare rclpy
+  echo node's round trip, same message and QoS, both as separate processes on loopback.
+
+Other packages add sections (simulation, robot bridge) through :data:`SECTIONS`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import platform
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+from spot_policy import contract, paths
+from spot_policy.stats import summarize
+
+
+@dataclass
+class Row:
+    """One figure: its median/p99 and, where it has one, its baseline and goal."""
+
+    section: str
+    name: str
+    unit: str
+    median: float
+    p99: float
+    baseline: str = ""
+    baseline_median: float = float("nan")
+    baseline_p99: float = float("nan")
+    goal: str = ""
+    ok: bool | None = None
+
+    @property
+    def ratio(self) -> float:
+        return self.median / self.baseline_median if self.baseline_median == self.baseline_median else float("nan")
+
+
+Section = Callable[[argparse.Namespace], list[Row]]
+
+
+# ---------------------------------------------------------------------------- policy step
+def bench_policy_step(args: argparse.Namespace) -> list[Row]:
+    from spot_policy.controller import ControllerConfig, Mode, PolicyController
+    from spot_policy.loader import load_policy
+
+    loaded = load_policy(
+        args.policy, providers=["cpu"], policies_dir=paths.config_dir() / "policies", log=lambda m: None
+    )
+    spec, model = loaded.spec, loaded.model
+    controller = PolicyController(spec, model, ControllerConfig(soft_start_s=0.0))
+    controller.joint_state(contract.ISAAC_JOINT_ORDER, spec.default_joint_pos, np.zeros(12), 0.0)
+    controller.imu((0.0, 0.0, 0.0, 1.0), (0.0, 0.0, 0.0), 0.0)
+    controller.odom((0.0, 0.0, 0.0), 0.0)
+    controller.cmd_vel(0.5, 0.0, 0.0, 0.0)
+    ok, message = controller.request(Mode.WALK, 0.0)
+    if not ok:
+        raise RuntimeError(message)
+    session, feed = model.session, {model.input_names[0]: np.zeros((1, spec.obs_dim), dtype=np.float32)}
+    outputs = [model.output_names[0]]
+
+    def bare() -> None:
+        session.run(outputs, feed)
+
+    def step() -> None:
+        controller.step(0.0)
+
+    bare_ns, step_ns = _interleaved(bare, step, args.iterations, block=200)
+    b, s = summarize(bare_ns / 1e3), summarize(step_ns / 1e3)
+    ok = s["median"] <= 1.5 * b["median"] and s["p99"] <= 200.0
+    return [
+        Row(
+            "policy",
+            f"policy step, {spec.obs_dim}->{spec.action_dim} MLP ({model.provider}, 1 thread)",
+            "us",
+            s["median"],
+            s["p99"],
+            "bare ONNX Runtime call",
+            b["median"],
+            b["p99"],
+            "median <= 1.5x baseline, p99 <= 200 us",
+            ok,
+        )
+    ]
+
+
+def _interleaved(first: Callable[[], None], second: Callable[[], None], n: int, block: int) -> tuple[np.ndarray, ...]:
+    """Time ``n`` calls of each, alternating blocks, after a warm-up; returns nanoseconds."""
+    clock = time.perf_counter_ns
+    for _ in range(block):
+        first()
+        second()
+    times: tuple[list[int], list[int]] = ([], [])
+    while len(times[0]) < n:
+        for fn, out in ((first, times[0]), (second, times[1])):
+            for _ in range(block):
+                t0 = clock()
+                fn()
+                out.append(clock() - t0)
+    return np.array(times[0][:n]), np.array(times[1][:n])
+
+
+# ---------------------------------------------------------------------------- DDS round trip
+ECHO_IN, ECHO_OUT = "bench_echo/joint_states", "bench_echo/joint_command"
+
+
+def run_echo_node() -> None:
+    """The baseline: a bare rclpy node that republishes each joint_states as a joint_command."""
+    import rclpy
+    from rclpy.qos import qos_profile_sensor_data
+    from sensor_msgs.msg import JointState
+
+    from spot_policy.policy_node import COMMAND_QOS
+
+    rclpy.init()
+    node = rclpy.create_node("bench_echo")
+    pub = node.create_publisher(JointState, ECHO_OUT, COMMAND_QOS)
+
+    def echo(msg: JointState) -> None:
+        out = JointState()
+        out.header.stamp = node.get_clock().now().to_msg()
+        out.name = list(msg.name)
+        out.position = list(msg.position)
+        out.velocity = [0.0] * len(msg.name)
+        out.effort = [0.0] * len(msg.name)
+        pub.publish(out)
+
+    node.create_subscription(JointState, ECHO_IN, echo, qos_profile_sensor_data)
+    with contextlib.suppress(KeyboardInterrupt, Exception):
+        rclpy.spin(node)
+
+
+def bench_dds(args: argparse.Namespace) -> list[Row]:
+    from spot_policy.dds_isolation import claim_domain
+
+    domain = claim_domain()
+    import rclpy
+    from nav_msgs.msg import Odometry
+    from rclpy.executors import SingleThreadedExecutor
+    from rclpy.qos import qos_profile_sensor_data
+    from sensor_msgs.msg import Imu, JointState
+    from std_srvs.srv import Trigger
+
+    from spot_policy.policy_node import COMMAND_QOS
+
+    env = dict(os.environ)
+    procs = [
+        subprocess.Popen([sys.executable, "-m", "spot_policy.bench", "echo"], env=env),
+        subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "spot_policy.policy_node",
+                "--ros-args",
+                "--log-level",
+                "warn",
+                "-p",
+                f"policy:={args.policy}",
+                "-p",
+                "trigger:=input",
+                "-p",
+                "providers:=[cpu]",
+                "-p",
+                "input_timeout_s:=5.0",  # the node idles while the echo block runs
+                "-p",
+                "soft_start_s:=0.0",
+            ],
+            env=env,
+        ),
+    ]
+    context = rclpy.Context()  # its own, so a caller's rclpy context is left alone
+    rclpy.init(context=context)
+    node = rclpy.create_node("bench_dds", context=context)
+    arrived = threading.Event()
+    received: list[int] = [0]
+
+    def on_reply(_msg: JointState) -> None:
+        received[0] = time.perf_counter_ns()
+        arrived.set()
+
+    pubs = {
+        "policy": node.create_publisher(JointState, contract.TOPIC_JOINT_STATES, qos_profile_sensor_data),
+        "echo": node.create_publisher(JointState, ECHO_IN, qos_profile_sensor_data),
+    }
+    imu_pub = node.create_publisher(Imu, contract.TOPIC_IMU, qos_profile_sensor_data)
+    odom_pub = node.create_publisher(Odometry, contract.TOPIC_ODOM, qos_profile_sensor_data)
+    subs = [
+        node.create_subscription(JointState, contract.TOPIC_JOINT_COMMAND, on_reply, COMMAND_QOS),
+        node.create_subscription(JointState, ECHO_OUT, on_reply, COMMAND_QOS),
+    ]
+    executor = SingleThreadedExecutor(context=context)
+    executor.add_node(node)
+    spinning = threading.Event()
+    spinning.set()
+
+    def spin() -> None:
+        while spinning.is_set():
+            executor.spin_once(timeout_sec=0.05)
+
+    thread = threading.Thread(target=spin, daemon=True)
+    thread.start()
+    js = JointState()
+    js.name = list(contract.SDK_JOINT_ORDER)
+    q = {"fl": 0.1, "hl": 0.1, "fr": -0.1, "hr": -0.1}
+    js.position = [q[j[:2]] if j.endswith("hx") else (0.9 if j[0] == "f" else 1.1) if j.endswith("hy") else -1.5
+                   for j in js.name]  # fmt: skip
+    js.velocity = [0.0] * 12
+    js.effort = [0.0] * 12
+    imu, odom = Imu(), Odometry()
+    imu.orientation.w = 1.0
+    counter = [0]
+
+    def ping(target: str) -> int | None:
+        counter[0] += 1
+        stamp = node.get_clock().now().to_msg()
+        if target == "policy":
+            imu.header.stamp = odom.header.stamp = stamp
+            imu_pub.publish(imu)
+            odom_pub.publish(odom)
+        js.header.stamp = stamp
+        arrived.clear()
+        t0 = time.perf_counter_ns()
+        pubs[target].publish(js)
+        if not arrived.wait(0.5):
+            return None
+        return received[0] - t0
+
+    try:
+        end = time.monotonic() + 30
+        while not (
+            all(p.get_subscription_count() > 0 for p in pubs.values())
+            and all(s.get_publisher_count() > 0 for s in subs)
+        ):
+            if time.monotonic() > end or any(p.poll() is not None for p in procs):
+                raise RuntimeError("the policy node or the echo node did not come up (see their output above)")
+            time.sleep(0.05)
+        client = node.create_client(Trigger, "/policy_node/walk")
+        if not client.wait_for_service(timeout_sec=20):
+            raise RuntimeError("/policy_node/walk did not appear")
+        for _ in range(20):
+            ping("echo")
+            ping("policy")
+        future = client.call_async(Trigger.Request())
+        while not future.done():
+            time.sleep(0.01)
+        if not future.result().success:
+            raise RuntimeError(f"policy node refused walk: {future.result().message}")
+        samples: dict[str, list[int]] = {"echo": [], "policy": []}
+        lost = {"echo": 0, "policy": 0}
+        for _ in range(50):  # warm-up
+            ping("echo")
+            ping("policy")
+        while len(samples["policy"]) < args.pings:
+            for target in ("echo", "policy"):
+                for _ in range(50):
+                    dt = ping(target)
+                    if dt is None:
+                        lost[target] += 1
+                    else:
+                        samples[target].append(dt)
+    finally:
+        spinning.clear()
+        thread.join(timeout=2)
+        executor.shutdown()
+        node.destroy_node()
+        rclpy.shutdown(context=context)
+        for p in procs:
+            p.terminate()
+        for p in procs:
+            try:
+                p.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                p.kill()
+    e = summarize(np.array(samples["echo"]) / 1e6)
+    s = summarize(np.array(samples["policy"]) / 1e6)
+    ok = s["median"] <= 1.2 * e["median"] and s["p99"] <= 2.0 and not lost["policy"]
+    return [
+        Row(
+            "dds",
+            f"joint_states -> joint_command via policy node (input trigger, domain {domain}, lost {lost['policy']})",
+            "ms",
+            s["median"],
+            s["p99"],
+            f"rclpy echo node round trip (lost {lost['echo']})",
+            e["median"],
+            e["p99"],
+            "median <= 1.2x baseline, p99 <= 2 ms",
+            ok,
+        )
+    ]
+
+
+SECTIONS: dict[str, Section] = {"policy": bench_policy_step, "dds": bench_dds}
+
+
+# ---------------------------------------------------------------------------- output
+def machine() -> str:
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            cpu = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), cpu)
+    except OSError:
+        pass
+    return (
+        f"{cpu}, {os.cpu_count()} cores, {platform.system()} {platform.release()}, Python {platform.python_version()}"
+    )
+
+
+def table(rows: list[Row]) -> str:
+    head = f"{'benchmark':<78} {'median':>9} {'p99':>9}  {'baseline':<40} {'b.median':>9} {'b.p99':>9} {'ratio':>6}  ok"
+    lines = [head, "-" * len(head)]
+    for r in rows:
+        ok = "-" if r.ok is None else ("yes" if r.ok else "NO")
+        lines.append(
+            f"{r.name + ' [' + r.unit + ']':<78} {r.median:>9.3f} {r.p99:>9.3f}  {r.baseline:<40} "
+            f"{r.baseline_median:>9.3f} {r.baseline_p99:>9.3f} {r.ratio:>6.2f}  {ok}"
+        )
+        if r.goal:
+            lines.append(f"{'':<4}goal: {r.goal}")
+    return "\n".join(lines)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--only",
+        default=",".join(SECTIONS),
+        help=f"comma-separated sections to run (default: all: {','.join(SECTIONS)})",
+    )
+    parser.add_argument("--policy", default="spot_flat_mjx", help="policy to benchmark (default: the shipped one)")
+    parser.add_argument("--iterations", type=int, default=5000, help="policy-step samples (default: 5000)")
+    parser.add_argument("--pings", type=int, default=1000, help="DDS round trips (default: 1000)")
+    parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
+
+
+def main(args: argparse.Namespace) -> int:
+    wanted = [s.strip() for s in args.only.split(",") if s.strip()]
+    unknown = [s for s in wanted if s not in SECTIONS]
+    if unknown:
+        print(
+            f"spot-policy bench: unknown section(s) {', '.join(unknown)}; have: {', '.join(SECTIONS)}", file=sys.stderr
+        )
+        return 2
+    rows: list[Row] = []
+    for name in wanted:
+        print(f"bench: {name} ...", file=sys.stderr, flush=True)
+        rows += SECTIONS[name](args)
+    if args.json:
+        print(json.dumps({"machine": machine(), "rows": [{**asdict(r), "ratio": r.ratio} for r in rows]}, indent=2))
+    else:
+        print(f"machine: {machine()}")
+        print(table(rows))
+    return 0
+
+
+if __name__ == "__main__":
+    if sys.argv[1:] == ["echo"]:
+        run_echo_node()
+    else:
+        print("usage: python -m spot_policy.bench echo   (the DDS baseline node; use `spot-policy bench`)")
+        sys.exit(2)

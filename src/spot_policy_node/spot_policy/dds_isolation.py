@@ -1,0 +1,44 @@
+"""A ROS domain of one's own on this host, localhost only: for tests, benchmarks and the sim job.
+
+Parallel runs (CI, other checkouts, a user's robot on the LAN) must never see each other's topics.
+A domain is claimed by binding TCP port 47000 + domain on 127.0.0.1 and holding the socket for
+the life of the process: other claimants skip it. Must run before rclpy is initialised; child
+processes inherit the environment.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import socket
+
+LOCK_PORT_BASE = 47000
+_held: list[socket.socket] = []
+
+
+def claim_domain(first: int = 1, last: int = 99) -> int:
+    """Claim a free domain id in ``first..last``, set the environment for it, and return it."""
+    domains = list(range(first, last + 1))
+    random.shuffle(domains)
+    for domain in domains:
+        lock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        try:
+            lock.bind(("127.0.0.1", LOCK_PORT_BASE + domain))
+        except OSError:
+            lock.close()
+            continue
+        _held.append(lock)  # held until the process exits
+        isolate_environment(domain)
+        return domain
+    raise RuntimeError(f"no free ROS domain: ports {LOCK_PORT_BASE + first}..{LOCK_PORT_BASE + last} all taken")
+
+
+def isolate_environment(domain: int, env: dict[str, str] | None = None) -> dict[str, str]:
+    """Set ``domain`` and localhost-only discovery in ``env`` (default: this process's environment)."""
+    env = os.environ if env is None else env
+    env["ROS_DOMAIN_ID"] = str(domain)
+    env["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"  # Iron and later
+    if env.get("ROS_DISTRO") == "humble":
+        env["ROS_LOCALHOST_ONLY"] = "1"  # Humble predates ROS_AUTOMATIC_DISCOVERY_RANGE
+    env.pop("ROS_STATIC_PEERS", None)
+    return env
