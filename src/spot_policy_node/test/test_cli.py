@@ -8,10 +8,11 @@ import sys
 from pathlib import Path
 
 import pytest
-from policy_fixtures import make_run
 
 from spot_policy.cli import main
 from spot_policy.onnx_mlp import random_mlp
+
+from policy_fixtures import make_run
 
 EXE = Path(sys.executable).with_name("spot-policy")
 
