@@ -38,7 +38,7 @@ setup(
         *tree("launch"),
         *tree("config"),
     ],
-    install_requires=["setuptools", "numpy", "pyyaml", "onnxruntime"],
+    install_requires=["setuptools", "numpy", "pyyaml", "onnxruntime", "rosbags", "matplotlib"],
     zip_safe=True,
     maintainer="spot_policy maintainers",
     maintainer_email="maintainers@spot-policy.invalid",
@@ -49,6 +49,8 @@ setup(
         "console_scripts": [
             "policy_node = spot_policy.policy_node:main",
             "teleop = spot_policy.teleop_node:main",
+            "profile_player = spot_policy.profile_player:main",
+            "recorder = spot_policy.recorder_node:main",
             "spot-policy = spot_policy.cli:main",
         ],
     },
