@@ -9,6 +9,7 @@ from pathlib import Path
 
 from spot_policy import paths
 from spot_policy.errors import PolicyLoadError
+from spot_policy.profile import ProfileError
 
 EXAMPLES = """\
 examples:
@@ -16,6 +17,8 @@ examples:
   spot-policy inspect logs/rsl_rl/spot_flat/2026-11-20_10-00-00/exported/policy.onnx --json
   spot-policy inspect latest --logs-root logs/rsl_rl/spot_flat
   spot-policy bench --json
+  spot-policy sim                                  # default profile, shipped policy, real time
+  spot-policy sim --profile stand --lockstep --out runs/stand
 """
 
 
@@ -94,6 +97,18 @@ def build_parser() -> argparse.ArgumentParser:
         )
     )
     sub.choices["bench"].set_defaults(func=cmd_bench)
+
+    from spot_policy import sim_job
+
+    p = sub.add_parser(
+        "sim",
+        help="the main job: the policy drives Spot in MuJoCo through ROS 2, scripted by a profile",
+        description="Start the sim bridge, the policy node, a profile player and a recorder as separate "
+        "processes over DDS (the same nodes and parameter files as sim.launch.py), play the profile, and "
+        "write a run folder: summary.json, plot.png, video.mp4, bag/ (MCAP), logs/.",
+    )
+    sim_job.add_arguments(p)
+    p.set_defaults(func=lambda a: sim_job.main(a))
     return parser
 
 
@@ -101,7 +116,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args) or 0)
-    except PolicyLoadError as exc:
+    except (PolicyLoadError, ProfileError) as exc:
         print(f"spot-policy: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

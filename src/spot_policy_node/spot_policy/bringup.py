@@ -1,0 +1,116 @@
+"""Which nodes a bring-up starts, with which parameter files: the one description of it.
+
+The launch files turn these specs into launch_ros ``Node`` actions; ``spot-policy sim`` (and the
+robot job) turns the very same specs into processes, for machines without ``ros2 launch``. So the
+executables, node names and parameter files cannot drift apart between the two.
+"""
+
+from __future__ import annotations
+
+import shutil
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from spot_policy import paths
+
+
+@dataclass(frozen=True)
+class NodeSpec:
+    package: str
+    executable: str
+    name: str
+    param_files: tuple[str, ...] = ()  # names in the spot_policy config folder
+    overrides: dict[str, Any] = field(default_factory=dict)
+
+    def param_paths(self, config_dir: Path | None = None) -> list[Path]:
+        base = config_dir or paths.config_dir()
+        return [base / f for f in self.param_files]
+
+    def command(self, config_dir: Path | None = None) -> list[str]:
+        """argv to start this node as a process (the console script in this environment)."""
+        exe = shutil.which(self.executable, path=str(Path(sys.executable).parent)) or shutil.which(self.executable)
+        if exe is None:
+            raise FileNotFoundError(
+                f"executable '{self.executable}' of package {self.package} not found: run scripts/setup "
+                "(or source your colcon workspace's install/setup.bash)"
+            )
+        argv = [exe, "--ros-args", "-r", f"__node:={self.name}"]
+        for path in self.param_paths(config_dir):
+            argv += ["--params-file", str(path)]
+        for key, value in self.overrides.items():
+            argv += ["-p", f"{key}:={_param_text(value)}"]
+        return argv
+
+
+def _param_text(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (list, tuple)):
+        return "[" + ",".join(_param_text(v) for v in value) + "]"
+    return str(value)
+
+
+def policy_node(policy: str, trigger: str, sim_time: bool) -> NodeSpec:
+    return NodeSpec(
+        "spot_policy",
+        "policy_node",
+        "policy_node",
+        ("policy_node.yaml",),
+        {"policy": policy, "trigger": trigger, "use_sim_time": sim_time},
+    )
+
+
+def sim_nodes(
+    policy: str = "spot_flat_mjx",
+    backend: str = "mujoco",
+    realtime: bool = True,
+    gui: bool = False,
+    teleop: bool = True,
+    joy: bool = False,
+    extra_bridge_params: dict[str, Any] | None = None,
+) -> list[NodeSpec]:
+    """The simulation bring-up: bridge + policy node (+ teleop, + joy_node)."""
+    nodes = [
+        NodeSpec(
+            "spot_sim_bridge",
+            "sim_bridge",
+            "sim_bridge",
+            ("sim_bridge.yaml",),
+            {
+                "policy": policy,
+                "backend": backend,
+                "mode": "realtime" if realtime else "lockstep",
+                "gui": gui,
+                "use_sim_time": False,  # the bridge is the clock
+                **(extra_bridge_params or {}),
+            },
+        ),
+        # Lock-stepped physics needs one policy step per state message.
+        policy_node(policy, "timer" if realtime else "input", True),
+    ]
+    if teleop:
+        nodes.append(teleop_node(sim_time=True))
+    if joy:
+        nodes.append(joy_node())
+    return nodes
+
+
+def teleop_node(sim_time: bool) -> NodeSpec:
+    return NodeSpec("spot_policy", "teleop", "teleop", ("teleop.yaml",), {"use_sim_time": sim_time})
+
+
+def joy_node() -> NodeSpec:
+    """The ``joy`` package's gamepad driver (a ROS install has it; pip environments do not)."""
+    return NodeSpec("joy", "joy_node", "joy_node", (), {"autorepeat_rate": 20.0})
+
+
+def profile_player(profile: str, sim_time: bool = True) -> NodeSpec:
+    return NodeSpec(
+        "spot_policy", "profile_player", "profile_player", (), {"profile": profile, "use_sim_time": sim_time}
+    )
+
+
+def recorder(out: Path, sim_time: bool = True) -> NodeSpec:
+    return NodeSpec("spot_policy", "recorder", "recorder", (), {"out": str(out), "use_sim_time": sim_time})

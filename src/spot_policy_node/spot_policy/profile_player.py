@@ -1,0 +1,166 @@
+"""``ros2 run spot_policy profile_player``: plays a command profile into the policy node.
+
+The scripted stand-in for a person with a gamepad: at each segment it calls the policy node's
+``~/stand``, ``~/walk`` or ``~/stop`` and publishes the segment's ``cmd_vel``, on the ROS clock
+(so it follows simulated time). It marks each segment start on ``profile/segment`` (JSON in a
+std_msgs/String) so a recording can be cut into segments afterwards.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+
+import rclpy
+from geometry_msgs.msg import Twist
+from rclpy.executors import ExternalShutdownException
+from rclpy.node import Node
+from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
+from std_msgs.msg import String
+from std_srvs.srv import Trigger
+
+from spot_policy import contract, paths
+from spot_policy.profile import Profile, ProfileError, Segment, load_profile
+
+SEGMENT_TOPIC = "profile/segment"
+SERVICE_FOR_MODE = {"stand": "stand", "walk": "walk", "stop": "stop"}
+
+
+class ProfilePlayer(Node):
+    def __init__(self, **kwargs) -> None:
+        super().__init__("profile_player", **kwargs)
+        params = {
+            p.name: p.value
+            for p in self.declare_parameters(
+                "",
+                [
+                    ("profile", "default"),
+                    ("policy_node", "policy_node"),
+                    ("cmd_rate_hz", 20.0),
+                    ("start_timeout_s", 60.0),
+                ],
+            )
+        }
+        self.profile: Profile = load_profile(params["profile"], paths.config_dir() / "profiles")
+        self.cmd_pub = self.create_publisher(Twist, contract.TOPIC_CMD_VEL, 10)
+        latched = QoSProfile(
+            depth=20, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL
+        )
+        self.segment_pub = self.create_publisher(String, SEGMENT_TOPIC, latched)
+        node = str(params["policy_node"]).strip("/")
+        self.clients_ = {m: self.create_client(Trigger, f"/{node}/{s}") for m, s in SERVICE_FOR_MODE.items()}
+        self.start_timeout_s = float(params["start_timeout_s"])
+        self.t0: float | None = None
+        self.index = -1
+        self.done = False
+        self.exit_code = 0
+        self._pending = None
+        self._wall_start = time.monotonic()
+        self.create_timer(1.0 / float(params["cmd_rate_hz"]), self._tick)
+        self.get_logger().info(
+            f"profile '{self.profile.name}': {len(self.profile.segments)} segments, {self.profile.duration:.1f} s"
+        )
+
+    def _now(self) -> float:
+        return self.get_clock().now().nanoseconds * 1e-9
+
+    def _tick(self) -> None:
+        if self.done or self._pending is not None:
+            return
+        if self.t0 is None:
+            self._try_start()
+            return
+        t = self._now() - self.t0
+        segment = self.profile.at(t)
+        if segment is None:
+            self._mark("end", len(self.profile.segments))
+            self.get_logger().info(f"profile done at t={t:.2f} s")
+            self.done = True
+            return
+        index = self.profile.segments.index(segment)
+        if index != self.index:
+            self.index = index
+            self._enter(segment)
+        self._publish_cmd(segment.cmd_vel if segment.mode == "walk" else (0.0, 0.0, 0.0))
+
+    def _try_start(self) -> None:
+        """Start once the policy node accepts the first segment's mode (it needs fresh inputs)."""
+        if time.monotonic() - self._wall_start > self.start_timeout_s:
+            self._abort(f"the policy node did not accept '{self.profile.segments[0].mode}' within "
+                        f"{self.start_timeout_s:.0f} s: is the bridge publishing joint_states?")  # fmt: skip
+            return
+        first = self.profile.segments[0]
+        client = self.clients_[first.mode]
+        if not client.service_is_ready():
+            return
+        self._call(first, on_ok=self._started, retry=True)
+
+    def _started(self) -> None:
+        self.t0 = self._now()
+        self.index = 0
+        first = self.profile.segments[0]
+        self._mark(first.name, 0)
+        self.get_logger().info(f"segment 1/{len(self.profile.segments)} '{first.name}': {first.mode}")
+
+    def _enter(self, segment: Segment) -> None:
+        self._mark(segment.name, self.index)
+        self.get_logger().info(
+            f"segment {self.index + 1}/{len(self.profile.segments)} '{segment.name}': {segment.mode} "
+            f"cmd_vel {list(segment.cmd_vel)}"
+        )
+        self._call(segment, on_ok=lambda: None, retry=False)
+
+    def _call(self, segment: Segment, on_ok, retry: bool) -> None:
+        future = self.clients_[segment.mode].call_async(Trigger.Request())
+        self._pending = future
+
+        def done(f) -> None:
+            self._pending = None
+            result = f.result()
+            if result is not None and result.success:
+                on_ok()
+            elif not retry:
+                self._abort(f"policy node refused {segment.mode} in segment '{segment.name}': "
+                            f"{result.message if result else 'no answer'}")  # fmt: skip
+
+        future.add_done_callback(done)
+
+    def _mark(self, name: str, index: int) -> None:
+        self.segment_pub.publish(String(data=json.dumps({"segment": name, "index": index, "t": self._now()})))
+
+    def _publish_cmd(self, cmd: tuple[float, float, float]) -> None:
+        msg = Twist()
+        msg.linear.x, msg.linear.y, msg.angular.z = cmd
+        self.cmd_pub.publish(msg)
+
+    def _abort(self, message: str) -> None:
+        self.get_logger().error(message)
+        self.exit_code = 3
+        self.done = True
+
+
+def main(args: list[str] | None = None) -> int:
+    rclpy.init(args=args)
+    node = None
+    code = 0
+    try:
+        node = ProfilePlayer()
+        while rclpy.ok() and not node.done:
+            rclpy.spin_once(node, timeout_sec=0.1)
+        code = node.exit_code
+    except ProfileError as exc:
+        print(f"profile_player: {exc}", file=sys.stderr)
+        code = 2
+    except (KeyboardInterrupt, ExternalShutdownException):
+        code = 130
+    finally:
+        if node is not None:
+            node.destroy_node()
+        if rclpy.ok():
+            rclpy.shutdown()
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,159 @@
+"""``spot-policy sim``: the main job. A policy drives Spot in the simulator through the topic
+contract, scripted by a command profile, and leaves a run folder behind.
+
+Separate processes over real DDS, started from the same node specs and parameter files as
+``sim.launch.py``: the sim bridge, the policy node, a profile player (the scripted command source)
+and a recorder. Afterwards: ``summary.json``, ``plot.png``, ``video.mp4`` and the MCAP bag.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from datetime import datetime
+from pathlib import Path
+
+from spot_policy import bringup, paths
+from spot_policy.launcher import NodeGroup, follow
+from spot_policy.profile import Profile, load_profile
+
+
+class JobError(RuntimeError):
+    """The job could not run to the end; the message says which node and why."""
+
+
+def default_out(kind: str) -> Path:
+    return Path("runs") / f"{kind}-{datetime.now().strftime('%Y%m%d-%H%M%S')}"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--profile", default="default", help="command profile: a YAML file or a name in config/profiles"
+    )
+    parser.add_argument("--policy", default="spot_flat_mjx", help="run folder, policy.onnx or shipped policy name")
+    parser.add_argument("--out", type=Path, default=None, help="run folder to write (default: runs/sim-<time>)")
+    parser.add_argument(
+        "--lockstep", action="store_true", help="deterministic and as fast as possible instead of real time"
+    )
+    parser.add_argument("--gui", action="store_true", help="open the MuJoCo viewer (needs a display)")
+    parser.add_argument("--no-video", action="store_true", help="skip rendering video.mp4")
+    parser.add_argument("--friction", type=float, default=None, help="ground friction (default: sim_bridge.yaml)")
+    parser.add_argument("--payload", type=float, default=None, help="payload mass on the body, kg")
+    parser.add_argument("--domain", type=int, default=None, help="ROS domain id (default: a free isolated one)")
+    parser.add_argument(
+        "--strict", action="store_true", help="exit 1 when a moving segment misses its tracking thresholds or Spot fell"
+    )
+
+
+def run_nodes(
+    specs: list[bringup.NodeSpec],
+    player: bringup.NodeSpec,
+    out: Path,
+    profile: Profile,
+    wall_limit_s: float,
+    env: dict[str, str] | None = None,
+) -> None:
+    """Start ``specs`` and the player, show the player's progress, stop everything when it ends."""
+    group = NodeGroup(out / "logs", env)
+    try:
+        for spec in specs:
+            group.start(spec)
+        player_proc = group.start(player)
+        position, start = 0, time.monotonic()
+        while True:
+            lines, position = follow(player_proc.log_path, position)
+            for line in lines:
+                if "segment" in line or "profile" in line or "ERROR" in line:
+                    print(f"  [{time.monotonic() - start:6.1f} s] {line.split(']: ', 1)[-1]}", flush=True)
+            code = player_proc.poll()
+            if code is not None:
+                if code != 0:
+                    raise JobError(f"profile_player exited with {code}:\n{player_proc.tail(8)}")
+                break
+            broken = next((p for p in group.procs if p is not player_proc and p.poll() is not None), None)
+            if broken is not None:
+                raise JobError(f"{broken.name} exited with {broken.poll()}:\n{broken.tail(12)}")
+            if time.monotonic() - start > wall_limit_s:
+                raise JobError(f"the profile did not finish within {wall_limit_s:.0f} s (wall clock)")
+            time.sleep(0.2)
+    finally:
+        # The recorder first (it flushes the bag), then the rest in reverse start order.
+        group.stop(order=lambda p: 0 if p.name == "recorder" else 1)
+
+
+def make_report(out: Path, bag: Path, profile: Profile, video: bool) -> dict:
+    from spot_policy.run_report import build_report, write_plot
+
+    report = build_report(bag, profile)
+    (out / "summary.json").write_text(json.dumps(report, indent=2))
+    write_plot(bag, profile, out / "plot.png")
+    if video:
+        try:
+            from spot_sim_bridge.replay_video import render_bag_video
+
+            render_bag_video(bag, out / "video.mp4")
+        except Exception as exc:  # a missing GL library must not lose the run's numbers
+            print(f"video: not rendered ({type(exc).__name__}: {exc})", file=sys.stderr)
+    return report
+
+
+def print_summary(report: dict) -> bool:
+    ok = True
+    print(f"{'segment':<12} {'cmd vx vy wz':<20} {'achieved vx vy wz':<22} {'err lin':>8} {'err ang':>8} "
+          f"{'min z':>6}  fell  pass")  # fmt: skip
+    for seg in report["segments"]:
+        cmd = " ".join(f"{v:5.2f}" for v in seg["commanded"])
+        got = " ".join(f"{v:5.2f}" for v in seg["achieved"]) if seg.get("achieved") else "-"
+        passed = seg.get("passed")
+        ok &= passed is not False
+        print(
+            f"{seg['name']:<12} {cmd:<20} {got:<22} {seg.get('tracking_error_lin', float('nan')):>8.3f} "
+            f"{seg.get('tracking_error_ang', float('nan')):>8.3f} {seg.get('min_base_height', float('nan')):>6.3f}  "
+            f"{'YES' if seg.get('fell') else 'no':<4}  {'-' if passed is None else ('yes' if passed else 'NO')}"
+        )
+    return ok and not report.get("fell", False)
+
+
+def main(args: argparse.Namespace) -> int:
+    from spot_policy.dds_isolation import claim_domain, isolate_environment
+    from spot_policy.locate import locate_run
+
+    profile = load_profile(args.profile, paths.config_dir() / "profiles")
+    locate_run(args.policy, policies_dir=paths.config_dir() / "policies")  # fail early, one line
+    out = (args.out or default_out("sim")).resolve()
+    if out.exists() and any(out.iterdir()):
+        print(f"spot-policy sim: error: {out} is not empty; fix: choose another --out", file=sys.stderr)
+        return 2
+    out.mkdir(parents=True, exist_ok=True)
+    domain = args.domain if args.domain is not None else claim_domain()
+    if args.domain is not None:
+        isolate_environment(domain)
+    bridge_params = {}
+    if args.friction is not None:
+        bridge_params["friction"] = args.friction
+    if args.payload is not None:
+        bridge_params["payload_kg"] = args.payload
+    specs = bringup.sim_nodes(
+        args.policy, "mujoco", realtime=not args.lockstep, gui=args.gui, teleop=False, extra_bridge_params=bridge_params
+    )
+    specs.append(bringup.recorder(out / "bag"))
+    mode = "lockstep" if args.lockstep else "realtime"
+    print(f"spot-policy sim: profile '{profile.name}' ({profile.duration:.1f} s), policy {args.policy}, {mode}, "
+          f"ROS domain {domain}; run folder {out}")  # fmt: skip
+    limit = 90.0 + profile.duration * (2.0 if args.lockstep else 1.5)
+    started = time.monotonic()
+    try:
+        run_nodes(specs, bringup.profile_player(args.profile), out, profile, limit)
+    except JobError as exc:
+        print(f"spot-policy sim: error: {exc}", file=sys.stderr)
+        return 1
+    wall = time.monotonic() - started
+    report = make_report(out, out / "bag", profile, video=not args.no_video)
+    report["wall_time_s"] = round(wall, 2)
+    report["mode"] = mode
+    (out / "summary.json").write_text(json.dumps(report, indent=2))
+    ok = print_summary(report)
+    print(f"run folder: {out} (summary.json, plot.png{', video.mp4' if not args.no_video else ''}, bag/, logs/)")
+    return 1 if args.strict and not ok else 0
