@@ -86,7 +86,12 @@ def parse_profile(data: object, source: str = "<profile>") -> Profile:
             raise fail(f"{where} has cmd_vel {cmd!r}", "write [vx, vy, wz]") from None
         if mode != "walk" and any((vx, vy, wz)):
             raise fail(f"{where} commands motion in mode {mode}", "use mode: walk for a non-zero cmd_vel")
-        segments.append(Segment(str(seg.get("name", f"segment_{i + 1}")), mode, t, duration, (vx, vy, wz)))
+        name = seg.get("name", f"segment_{i + 1}")
+        if not isinstance(name, str):
+            raise fail(
+                f"{where} has name {name!r} (YAML reads on/off/yes/no and numbers as such)", "quote it: name: 'off'"
+            )
+        segments.append(Segment(name, mode, t, duration, (vx, vy, wz)))
         t += duration
     settle = float(data.get("settle_s", 1.0))
     return Profile(str(data.get("name", Path(source).stem)), settle, tuple(segments), source)

@@ -1,0 +1,139 @@
+"""Command profiles (core) and the profile player node over real DDS."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from pathlib import Path
+
+import pytest
+import rclpy
+from geometry_msgs.msg import Twist
+from rclpy.parameter import Parameter
+from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
+from rosgraph_msgs.msg import Clock
+from std_msgs.msg import String
+from std_srvs.srv import Trigger
+
+from spot_policy import paths
+from spot_policy.profile import ProfileError, load_profile, parse_profile
+from spot_policy.profile_player import ProfilePlayer
+
+from ros_harness import Spinner, to_stamp, wait_until
+
+
+def test_default_profile_is_the_issues_profile() -> None:
+    p = load_profile("default", paths.config_dir() / "profiles")
+    moving = [(s.name, s.cmd_vel, s.duration) for s in p.segments if s.moving]
+    assert moving == [
+        ("forward", (0.5, 0.0, 0.0), 5.0),
+        ("turn", (0.0, 0.0, 1.0), 3.0),
+        ("sidestep", (0.0, 0.3, 0.0), 3.0),
+    ]
+    assert p.segments[0].mode == "stand" and p.segments[0].duration == 2.0
+    assert p.segments[-1].mode == "stop"
+    assert p.at(0.0).name == "stand" and p.at(2.0).name == "forward" and p.at(p.duration) is None
+    stand = load_profile("stand", paths.config_dir() / "profiles")
+    assert stand.duration == 10.0 and not any(s.moving for s in stand.segments)
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        ([], "is not a mapping"),
+        ({"segments": []}, "has no segments"),
+        ({"segments": [{"mode": "run", "duration": 1}]}, "segment 1 has mode 'run'; fix: use one of stand, walk, stop"),
+        ({"segments": [{"mode": "walk", "duration": -1}]}, "segment 1 has duration -1.0"),
+        ({"segments": [{"mode": "walk", "duration": 1, "cmd_vel": [1, 2]}]}, "segment 1 has cmd_vel [1, 2]"),
+        ({"segments": [{"mode": "stand", "duration": 1, "cmd_vel": [1, 0, 0]}]}, "commands motion in mode stand"),
+        ({"segments": [{"mode": "walk", "duration": 1, "speed": 2}]}, "unknown key(s) speed"),
+        ({"name": "x", "segmnts": []}, "unknown key(s) segmnts"),
+        ({"segments": [{"name": False, "mode": "stop", "duration": 1}]}, "has name False (YAML reads on/off"),
+    ],
+)
+def test_bad_profiles_say_what_to_fix(data: object, message: str) -> None:
+    with pytest.raises(ProfileError, match="; fix: ") as info:
+        parse_profile(data, "p.yaml")
+    assert message in str(info.value) and str(info.value).startswith("p.yaml: ")
+
+
+def test_unknown_profile_lists_the_shipped_ones(tmp_path: Path) -> None:
+    with pytest.raises(ProfileError, match=r"no such profile; fix: .*\(default, stand\)"):
+        load_profile("nope", paths.config_dir() / "profiles")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("segments: [\n")
+    with pytest.raises(ProfileError, match="is not valid YAML"):
+        load_profile(bad)
+
+
+@pytest.mark.ros
+def test_player_calls_services_and_publishes_cmd_vel_on_sim_time(tmp_path: Path) -> None:
+    profile = tmp_path / "p.yaml"
+    profile.write_text(
+        "name: p\nsegments:\n"
+        "  - {name: up, mode: stand, duration: 0.5}\n"
+        "  - {name: go, mode: walk, duration: 1.0, cmd_vel: [0.4, 0.0, 0.2]}\n"
+        "  - {name: halt, mode: stop, duration: 0.2}\n"
+    )
+    rclpy.init()
+    try:
+        fake = rclpy.create_node("policy_node")
+        calls: list[tuple[str, float]] = []
+        sim_now = [0.0]
+        refusals = [2]  # the first stand calls are refused, as when joint_states has not arrived yet
+
+        def service(name: str):
+            def handle(_req, res):
+                if name == "stand" and refusals[0] > 0:
+                    refusals[0] -= 1
+                    res.success, res.message = False, "cannot stand: joint_states never received"
+                    return res
+                calls.append((name, sim_now[0]))
+                res.success, res.message = True, name
+                return res
+
+            return handle
+
+        for name in ("stand", "walk", "stop"):
+            fake.create_service(Trigger, f"~/{name}", service(name))
+        cmds: list[tuple[float, tuple[float, float, float]]] = []
+        marks: list[dict] = []
+        fake.create_subscription(
+            Twist, "cmd_vel", lambda m: cmds.append((sim_now[0], (m.linear.x, m.linear.y, m.angular.z))), 50
+        )
+        latched = QoSProfile(
+            depth=20, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL
+        )
+        fake.create_subscription(String, "profile/segment", lambda m: marks.append(json.loads(m.data)), latched)
+        clock_pub = fake.create_publisher(Clock, "clock", 10)
+        player = ProfilePlayer(
+            parameter_overrides=[Parameter("profile", value=str(profile)), Parameter("use_sim_time", value=True)]
+        )
+        spin = Spinner(fake, player)
+        try:
+            assert wait_until(lambda: clock_pub.get_subscription_count() > 0, 10)
+
+            def run_clock() -> None:
+                while not player.done and sim_now[0] < 5.0:
+                    sim_now[0] = round(sim_now[0] + 0.01, 3)
+                    clock_pub.publish(Clock(clock=to_stamp(sim_now[0])))
+                    time.sleep(0.004)
+
+            clock_thread = threading.Thread(target=run_clock)
+            clock_thread.start()
+            clock_thread.join(timeout=60)
+        finally:
+            spin.close()
+        assert player.done and player.exit_code == 0
+        assert [c[0] for c in calls] == ["stand", "walk", "stop"]
+        t0 = calls[0][1]
+        assert calls[1][1] - t0 == pytest.approx(0.5, abs=0.06) and calls[2][1] - t0 == pytest.approx(1.5, abs=0.06)
+        walking = [c for t, c in cmds if t0 + 0.6 < t < t0 + 1.4]
+        assert walking and all(c == (0.4, 0.0, 0.2) for c in walking)
+        assert all(c == (0.0, 0.0, 0.0) for t, c in cmds if t < t0 + 0.45)
+        assert [m["segment"] for m in marks] == ["up", "go", "halt", "end"]
+        player.destroy_node()
+        fake.destroy_node()
+    finally:
+        rclpy.shutdown()
