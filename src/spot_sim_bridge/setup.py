@@ -33,5 +33,5 @@ setup(
     description="Spot in a simulator behind the spot_policy ROS 2 topic contract.",
     license="Apache-2.0",
     python_requires=">=3.10",
-    entry_points={"console_scripts": []},
+    entry_points={"console_scripts": ["sim_bridge = spot_sim_bridge.sim_bridge_node:main"]},
 )

@@ -108,6 +108,10 @@ class SimBackend(Protocol):
         """Limp: zero stiffness, damping only; the safe behaviour when commands stop."""
         ...
 
+    def set_command_delay(self, steps: int) -> None:
+        """Apply each target ``steps`` physics steps after it is set (Isaac Lab's actuator delay)."""
+        ...
+
     def step(self, n_physics_steps: int) -> None:
         """Advance the physics by ``n_physics_steps`` steps of ``physics_dt``."""
         ...

@@ -1,0 +1,481 @@
+"""``ros2 run spot_sim_bridge sim_bridge``: a simulated Spot behind the topic contract of DESIGN.md.
+
+A thin adapter around :class:`spot_sim_bridge.bridge_core.BridgeCore`: parameters, QoS, the
+stepping thread, services and diagnostics live here; every decision about commands, timeouts,
+safe behaviour and the lockstep protocol lives in the core module.
+
+Timing modes:
+- ``realtime``: a thread paces physics to the wall clock (one step per physics dt, 500 Hz for Spot)
+  and publishes clock and state at ``state_rate_hz``, like the robot's state stream.
+- ``lockstep``: deterministic and as fast as possible. Clock and state are published once per
+  control period (imu and odom before joint_states, one stamp); the next joint_command advances
+  physics by exactly one control period, right in the subscription callback (no thread hand-off
+  on the critical path). With no command for ``lockstep_wait_s`` wall seconds the bridge advances
+  anyway under the safe behaviour, so sim time moves while the policy is idle.
+
+The node keeps its own threads off the ROS clock: it *is* the clock (``clock``, stamps = sim time).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import sys
+import threading
+import time
+from typing import Any
+
+import rclpy
+from builtin_interfaces.msg import Time
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+from nav_msgs.msg import Odometry
+from rcl_interfaces.msg import ParameterDescriptor, SetParametersResult
+from rclpy.clock import Clock, ClockType
+from rclpy.executors import ExternalShutdownException
+from rclpy.node import Node
+from rclpy.parameter import Parameter
+from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
+from rosgraph_msgs.msg import Clock as ClockMsg
+from sensor_msgs.msg import Imu, JointState
+from std_srvs.srv import Trigger
+
+from spot_policy import contract, paths
+from spot_policy.errors import PolicyLoadError
+from spot_sim_bridge.backend import RobotState
+from spot_sim_bridge.bridge_core import (
+    BACKENDS,
+    BridgeConfig,
+    BridgeCore,
+    CommandLoss,
+    LockstepAction,
+    LockstepGate,
+    RealtimePacer,
+    SafeBehaviour,
+    load_actuation,
+    make_backend,
+    pose_by_name,
+)
+
+NODE_NAME = "sim_bridge"
+MODES = ("realtime", "lockstep")
+#: Matches the policy node's reliable depth-1 publisher; depth 10 so lockstep never drops one.
+COMMAND_QOS = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
+RESET_POSE_QOS = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE)
+#: The viewer is refreshed at about this rate (wall clock), not at every physics step.
+VIEWER_PERIOD_S = 1.0 / 60.0
+SWITCH_INTERVAL_S = 0.0005
+
+
+def to_time(ns: int) -> Time:
+    return Time(sec=ns // 1_000_000_000, nanosec=ns % 1_000_000_000)
+
+
+def _read_only(description: str) -> ParameterDescriptor:
+    return ParameterDescriptor(description=description, read_only=True)
+
+
+class SimBridgeNode(Node):
+    """Owns the core, the realtime stepping thread or the lockstep callbacks, services and diagnostics."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(NODE_NAME, **kwargs)
+        declared = self.declare_parameters(
+            "",
+            [
+                ("policy", "spot_flat_mjx", _read_only("policy whose gains/pose/rates to use (as the policy node's)")),
+                ("logs_root", "", _read_only("folder of Isaac Lab runs, for policy 'latest'")),
+                ("backend", "mujoco", _read_only(f"physics engine: {', '.join(BACKENDS)}")),
+                ("mode", "realtime", _read_only("realtime (wall clock) or lockstep (one period per command)")),
+                ("state_rate_hz", 333.0, _read_only("realtime: clock and state publish rate")),
+                ("command_timeout_s", 0.1, _read_only("sim seconds without joint_command before on_command_loss")),
+                ("on_command_loss", "hold", _read_only("hold (last targets) or limp (damping only)")),
+                ("friction", 0.8, ParameterDescriptor(description="ground-robot sliding friction")),
+                ("payload_kg", 0.0, ParameterDescriptor(description="mass added at the body's center of mass")),
+                ("command_delay_ms", 0.0, _read_only("actuator delay, 0-8 ms, rounded to physics steps")),
+                ("lockstep_wait_s", 0.2, _read_only("lockstep: wall seconds to wait for a command; <= 0 forever")),
+                ("push_velocity", [0.0, 0.5, 0.0], ParameterDescriptor(description="~/push kick, m/s world")),
+                ("diagnostics_period_s", 1.0, _read_only("diagnostics period (wall clock)")),
+                ("gui", False, _read_only("open the MuJoCo viewer when a display exists")),
+            ],
+        )
+        p = {param.name: param.value for param in declared}
+        self.mode = str(p["mode"])
+        if self.mode not in MODES:
+            raise ValueError(f"parameter mode is '{self.mode}'; use one of {', '.join(MODES)}")
+        if str(p["backend"]) not in BACKENDS:
+            raise ValueError(
+                f"parameter backend is '{p['backend']}'; available: {', '.join(BACKENDS)} "
+                "(an Isaac Sim backend is planned)"
+            )
+        if str(p["on_command_loss"]) not in {c.value for c in CommandLoss}:
+            raise ValueError(f"parameter on_command_loss is '{p['on_command_loss']}'; use hold or limp")
+        self._push_velocity = self._check_push_velocity(p["push_velocity"])
+
+        actuation = load_actuation(
+            str(p["policy"]), logs_root=p["logs_root"] or None, policies_dir=paths.config_dir() / "policies"
+        )
+        backend = make_backend(
+            str(p["backend"]), actuation.physics_dt, friction=float(p["friction"]), payload_kg=float(p["payload_kg"])
+        )
+        config = BridgeConfig(
+            command_timeout_s=float(p["command_timeout_s"]),
+            on_command_loss=CommandLoss(str(p["on_command_loss"])),
+            command_delay_ms=float(p["command_delay_ms"]),
+            state_rate_hz=float(p["state_rate_hz"]),
+        )
+        self._lock = threading.Lock()  # serializes every use of the core (stepping thread, callbacks)
+        self.core = BridgeCore(backend, actuation, config, self._on_event)
+        self.backend_name = str(p["backend"])
+
+        self.clock_pub = self.create_publisher(ClockMsg, contract.TOPIC_CLOCK, 10)
+        self.joint_states_pub = self.create_publisher(JointState, contract.TOPIC_JOINT_STATES, qos_profile_sensor_data)
+        self.imu_pub = self.create_publisher(Imu, contract.TOPIC_IMU, qos_profile_sensor_data)
+        self.odom_pub = self.create_publisher(Odometry, contract.TOPIC_ODOM, qos_profile_sensor_data)
+        self.diag_pub = self.create_publisher(DiagnosticArray, contract.TOPIC_DIAGNOSTICS, 10)
+        self.create_subscription(JointState, contract.TOPIC_JOINT_COMMAND, self._on_command, COMMAND_QOS)
+        self.create_subscription(JointState, "~/reset_pose", self._on_reset_pose, RESET_POSE_QOS)
+        self.create_service(Trigger, "~/reset", self._on_reset)
+        self.create_service(Trigger, "~/push", self._on_push)
+        self.add_on_set_parameters_callback(self._on_set_parameters)
+
+        self._reset_pose: dict[str, float] | None = None
+        self._published = 0
+        # Reused messages (publish serializes at once): fewer allocations on the hot path.
+        self._clock_msg, self._imu_msg, self._odom_msg, self._joints_msg = ClockMsg(), Imu(), Odometry(), JointState()
+        self._imu_msg.header.frame_id = contract.FRAME_BASE
+        self._odom_msg.header.frame_id, self._odom_msg.child_frame_id = contract.FRAME_ODOM, contract.FRAME_BASE
+        self._diag_at = (time.monotonic(), self.core.sim_time, 0)
+        self._viewer = self._open_viewer(bool(p["gui"]))
+        self._viewer_synced = 0.0
+        steady = Clock(clock_type=ClockType.STEADY_TIME)
+        self.create_timer(float(p["diagnostics_period_s"]), self._publish_diagnostics, clock=steady)
+
+        # realtime: a thread paces physics to the wall clock. lockstep: everything runs in the
+        # executor's callbacks (a command arrives -> step -> publish), with a wall timer for waits.
+        self.pacer: RealtimePacer | None = None
+        self.gate: LockstepGate | None = None
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        if self.mode == "realtime":
+            self.pacer = RealtimePacer(self.core.physics_dt)
+            self._thread = threading.Thread(target=self._run_realtime, name="sim_bridge_realtime", daemon=True)
+            self._thread.start()
+        else:
+            self.gate = LockstepGate(float(p["lockstep_wait_s"]))
+            self._wait_timer = self.create_timer(self.gate.timer_period_s, self._on_lockstep_timer, clock=steady)
+            with self._lock:
+                self._publish_lockstep()
+        kp, kd = actuation.kp, actuation.kd
+        spec_note = f"kp {kp.min():g}-{kp.max():g}, kd {kd.min():g}-{kd.max():g}"
+        self.get_logger().info(
+            f"{self.backend_name} {self.mode}: physics {1.0 / self.core.physics_dt:.0f} Hz, control period "
+            f"{actuation.control_dt * 1e3:g} ms, gains from {actuation.source} ({spec_note}), command delay "
+            f"{self.core.command_delay_steps} steps, on command loss: {config.on_command_loss.value}; "
+            "holding the reset pose until the first joint_command"
+        )
+
+    # ---------------------------------------------------------------- realtime
+    def _run_realtime(self) -> None:
+        """The stepping thread: physics at the wall clock, state at state_rate_hz of sim time.
+
+        Ends quietly when ROS shuts down under it (Ctrl-C, SIGTERM).
+        """
+        try:
+            self._pace()
+        except Exception as exc:
+            if not self.context.ok() or self._stop.is_set():
+                return
+            self.get_logger().fatal(f"realtime stepping thread died: {type(exc).__name__}: {exc}")
+            raise
+
+    def _pace(self) -> None:
+        assert self.pacer is not None
+        with self._lock:
+            if self.core.state_due():
+                self._publish_state()
+        self.pacer.restart()
+        while not self._stop.is_set() and self.context.ok():
+            due = self.pacer.wait()
+            for _ in range(due):
+                with self._lock:
+                    self.core.step_physics(1)
+                    if self.core.state_due():
+                        self._publish_state()
+            self._sync_viewer()
+
+    # ---------------------------------------------------------------- lockstep
+    def _publish_lockstep(self) -> None:
+        """Publish the state the policy must answer next; restarts the wait (call with the lock held)."""
+        assert self.gate is not None
+        self._publish_state()
+        self.gate.published(time.monotonic())
+        self._wait_timer.reset()
+        self._sync_viewer(locked=True)
+
+    def _lockstep_command(self, msg: JointState) -> None:
+        assert self.gate is not None
+        with self._lock:
+            if self.gate.command(time.monotonic()) is LockstepAction.STEP:
+                self.core.command(msg.name, msg.position)
+                self.core.lockstep_step()
+            self._publish_lockstep()  # (a command answering a pre-reset state is dropped)
+
+    def _on_lockstep_timer(self) -> None:
+        """No command for lockstep_wait_s: advance anyway under the safe behaviour (or finish a reset)."""
+        assert self.gate is not None
+        with self._lock:
+            action = self.gate.timer(time.monotonic())
+            if action is LockstepAction.STEP:
+                self.core.lockstep_step()
+            if action is not LockstepAction.NOTHING:
+                self._publish_lockstep()
+
+    # ---------------------------------------------------------------- publishing
+    def _publish_state(self) -> None:
+        """Clock, imu, odom, then joint_states, one stamp (an input-triggered policy waits for all three)."""
+        state: RobotState = self.core.state()
+        stamp = to_time(self.core.sim_time_ns)
+        self._clock_msg.clock = stamp
+        self.clock_pub.publish(self._clock_msg)
+
+        w, x, y, z = (float(v) for v in state.base_quat)
+        imu = self._imu_msg
+        imu.header.stamp = stamp
+        imu.orientation.x, imu.orientation.y, imu.orientation.z, imu.orientation.w = x, y, z, w
+        av, la = state.base_ang_vel_body, state.imu_lin_acc
+        imu.angular_velocity.x, imu.angular_velocity.y, imu.angular_velocity.z = (float(v) for v in av)
+        imu.linear_acceleration.x, imu.linear_acceleration.y, imu.linear_acceleration.z = (float(v) for v in la)
+        self.imu_pub.publish(imu)
+
+        odom = self._odom_msg
+        odom.header.stamp = stamp
+        pose = odom.pose.pose
+        pose.position.x, pose.position.y, pose.position.z = (float(v) for v in state.base_pos)
+        pose.orientation.x, pose.orientation.y, pose.orientation.z, pose.orientation.w = x, y, z, w
+        twist = odom.twist.twist
+        twist.linear.x, twist.linear.y, twist.linear.z = (float(v) for v in state.base_lin_vel_body)
+        twist.angular.x, twist.angular.y, twist.angular.z = (float(v) for v in av)
+        self.odom_pub.publish(odom)
+
+        joints = self._joints_msg
+        joints.header.stamp = stamp
+        joints.name = list(state.joint_names)
+        joints.position = state.q.tolist()
+        joints.velocity = state.dq.tolist()
+        joints.effort = state.tau.tolist()
+        self.joint_states_pub.publish(joints)
+        self._published += 1
+
+    # ---------------------------------------------------------------- inputs
+    def _on_command(self, msg: JointState) -> None:
+        if self.gate is not None:
+            self._lockstep_command(msg)
+        else:
+            with self._lock:
+                self.core.command(msg.name, msg.position)
+
+    def _on_reset_pose(self, msg: JointState) -> None:
+        try:
+            pose = pose_by_name(msg.name, msg.position)
+        except ValueError as exc:
+            self.get_logger().error(f"~/reset_pose ignored ({exc}); keeping the previous reset pose")
+            return
+        self._reset_pose = pose or None
+        self.get_logger().info(f"~/reset_pose: {len(pose)} joints set; ~/reset now resets to it")
+
+    # ---------------------------------------------------------------- services and parameters
+    def _on_reset(self, _request: Trigger.Request, response: Trigger.Response) -> Trigger.Response:
+        with self._lock:
+            try:
+                response.message = self.core.reset(self._reset_pose)
+                response.success = True
+            except ValueError as exc:
+                response.success, response.message = False, f"reset refused: {exc}"
+                return response
+            # lockstep: the policy answers the reset state (at once, or in place of its answer
+            # to the state it is working on); realtime: the next state is due within milliseconds.
+            if self.gate is not None and self.gate.reset(time.monotonic()) is LockstepAction.PUBLISH:
+                self._publish_lockstep()
+        return response
+
+    def _on_push(self, _request: Trigger.Request, response: Trigger.Response) -> Trigger.Response:
+        kick = self._push_velocity
+        with self._lock:
+            self.core.push(kick)
+        response.success = True
+        response.message = f"pushed the base by [{kick[0]:g}, {kick[1]:g}, {kick[2]:g}] m/s (world frame)"
+        self.get_logger().info(response.message)
+        return response
+
+    @staticmethod
+    def _check_push_velocity(value: Any) -> list[float]:
+        kick = [float(v) for v in value]
+        if len(kick) != 3 or not all(math.isfinite(v) for v in kick):
+            raise ValueError(f"parameter push_velocity must be 3 finite numbers [vx, vy, vz] m/s, got {value}")
+        return kick
+
+    def _on_set_parameters(self, params: list[Parameter]) -> SetParametersResult:
+        """friction, payload_kg and push_velocity change at runtime; others are read-only."""
+        by_name = {p.name: p.value for p in params}
+        try:
+            push = self._check_push_velocity(by_name["push_velocity"]) if "push_velocity" in by_name else None
+            friction = by_name.get("friction")
+            if friction is not None and not (math.isfinite(friction) and friction >= 0.0):
+                raise ValueError(f"friction must be finite and >= 0, got {friction}")
+            with self._lock:
+                if "payload_kg" in by_name:
+                    self.core.set_payload(float(by_name["payload_kg"]))  # ValueError if the body gets massless
+                if friction is not None:
+                    self.core.set_friction(float(friction))
+        except (ValueError, TypeError) as exc:
+            return SetParametersResult(successful=False, reason=str(exc))
+        if push is not None:
+            self._push_velocity = push
+        changed = ", ".join(f"{k}={v}" for k, v in by_name.items() if k in ("friction", "payload_kg", "push_velocity"))
+        if changed:
+            self.get_logger().info(f"set {changed}")
+        return SetParametersResult(successful=True)
+
+    def _on_event(self, level: str, message: str) -> None:
+        # rclpy binds one severity to each call site, hence three calls.
+        log = self.get_logger()
+        if level == "error":
+            log.error(message)
+        elif level == "warn":
+            log.warning(message)
+        else:
+            log.info(message)
+
+    # ---------------------------------------------------------------- viewer
+    def _open_viewer(self, gui: bool) -> Any:
+        if not gui:
+            return None
+        if not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
+            self.get_logger().info("gui: no display (DISPLAY unset): running headless")
+            return None
+        model, data = (getattr(self.core.backend, n, None) for n in ("mj_model", "mj_data"))
+        if model is None or data is None:
+            self.get_logger().info(f"gui: the {self.backend_name} backend has no MuJoCo viewer: running headless")
+            return None
+        try:
+            import mujoco.viewer
+
+            return mujoco.viewer.launch_passive(model, data)
+        except Exception as exc:  # no GLFW, a GL context that cannot be made: headless is still useful
+            self.get_logger().warning(f"gui: cannot open the MuJoCo viewer ({exc}): running headless")
+            return None
+
+    def _sync_viewer(self, locked: bool = False) -> None:
+        """Refresh the viewer at about 60 Hz of wall time (``locked``: the caller holds the lock)."""
+        if self._viewer is None:
+            return
+        now = time.monotonic()
+        if now - self._viewer_synced < VIEWER_PERIOD_S:
+            return
+        self._viewer_synced = now
+        if not self._viewer.is_running():
+            self._viewer = None
+            return
+        if locked:
+            self._viewer.sync()
+        else:
+            with self._lock:
+                self._viewer.sync()
+
+    # ---------------------------------------------------------------- diagnostics
+    def _publish_diagnostics(self) -> None:
+        with self._lock:
+            status = self.core.status()
+            published = self._published
+        wall = time.monotonic()
+        wall0, sim0, published0 = self._diag_at
+        elapsed = max(1e-6, wall - wall0)
+        self._diag_at = (wall, float(status["sim_time"]), published)
+        age = status["command_age_s"]
+        values: dict[str, object] = {
+            "mode": self.mode,
+            "backend": self.backend_name,
+            "policy": self.core.actuation.source,
+            "sim_time_s": f"{status['sim_time']:.3f}",
+            "real_time_factor": f"{(float(status['sim_time']) - sim0) / elapsed:.3f}",
+            "state_rate_hz": f"{(published - published0) / elapsed:.1f}",
+            "command_age_s": "never" if age is None else f"{age:.3f}",
+            "safe_behaviour": status["safe_behaviour"],
+            "safe_behaviour_active": str(status["safe_active"]).lower(),
+            "safe_behaviour_reason": status["safe_reason"],
+            "commands": status["commands"],
+            "rejected_commands": status["rejected_commands"],
+            "last_rejection": status["last_rejection"],
+            "command_losses": status["command_losses"],
+            "command_delay_steps": status["command_delay_steps"],
+            "friction": self.get_parameter("friction").value,
+            "payload_kg": self.get_parameter("payload_kg").value,
+        }
+        if self.gate is not None:
+            values["stale_commands_dropped"] = self.gate.stale_dropped
+        if self.pacer is not None:
+            jitter = self.pacer.period_jitter_s
+            values["period_jitter_ms_median"] = f"{jitter.median * 1e3:.3f}"
+            values["period_jitter_ms_p99"] = f"{jitter.p99 * 1e3:.3f}"
+            values["dropped_steps"] = self.pacer.dropped_steps
+        lost = status["safe_behaviour"] in (SafeBehaviour.HOLD.value, SafeBehaviour.LIMP.value)
+        msg = DiagnosticArray()
+        msg.header.stamp = to_time(self.core.sim_time_ns)
+        msg.status = [
+            DiagnosticStatus(
+                level=DiagnosticStatus.WARN if lost else DiagnosticStatus.OK,
+                name=f"{NODE_NAME}: simulation",
+                message=str(status["safe_reason"]) or "following joint_command",
+                hardware_id=f"spot ({self.backend_name})",
+                values=[KeyValue(key=k, value=str(v)) for k, v in values.items()],
+            )
+        ]
+        self.diag_pub.publish(msg)
+
+    # ---------------------------------------------------------------- lifecycle
+    def destroy_node(self) -> None:
+        self._stop.set()
+        if self._thread is not None and self._thread.is_alive():
+            self._thread.join(timeout=5.0)
+        if self._viewer is not None:
+            self._viewer.close()
+            self._viewer = None
+        close = getattr(self.core.backend, "close", None)
+        if callable(close):
+            close()
+        super().destroy_node()
+
+
+def main(args: list[str] | None = None) -> int:
+    # The realtime thread must get the GIL back within a fraction of a physics step when its
+    # sleep ends; Python's default hand-off interval (5 ms) would make it late by up to 2.5 steps.
+    sys.setswitchinterval(SWITCH_INTERVAL_S)
+    rclpy.init(args=args)
+    node = None
+    code = 0
+    try:
+        node = SimBridgeNode()
+        rclpy.spin(node)
+    except PolicyLoadError as exc:
+        print(f"{NODE_NAME}: cannot load the policy: {exc}", file=sys.stderr)
+        code = 2
+    except ValueError as exc:
+        print(f"{NODE_NAME}: {exc}", file=sys.stderr)
+        code = 2
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    except Exception:
+        # Ctrl-C / SIGTERM shut the context down under a busy executor (lockstep runs in its
+        # callbacks), which rclpy reports as an RCLError: that is a normal shutdown.
+        if rclpy.ok():
+            raise
+    finally:
+        if node is not None:
+            node.destroy_node()
+        if rclpy.ok():
+            rclpy.shutdown()
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())
