@@ -27,6 +27,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from spot_policy import contract, paths
+from spot_policy.dds_isolation import low_latency_environment
 from spot_policy.stats import summarize
 
 
@@ -157,7 +158,7 @@ def bench_dds(args: argparse.Namespace) -> list[Row]:
 
     from spot_policy.policy_node import COMMAND_QOS
 
-    env = dict(os.environ)
+    env = low_latency_environment(dict(os.environ))
     procs = [
         subprocess.Popen([sys.executable, "-m", "spot_policy.bench", "echo"], env=env),
         subprocess.Popen(
@@ -305,6 +306,12 @@ def bench_dds(args: argparse.Namespace) -> list[Row]:
 
 
 SECTIONS: dict[str, Section] = {"policy": bench_policy_step, "dds": bench_dds}
+try:  # optional: the simulator's sections live with the simulator
+    from spot_sim_bridge.bench_sim import SECTIONS as _SIM_SECTIONS
+
+    SECTIONS.update(_SIM_SECTIONS)
+except ImportError:
+    pass
 
 
 # ---------------------------------------------------------------------------- output
@@ -343,6 +350,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--policy", default="spot_flat_mjx", help="policy to benchmark (default: the shipped one)")
     parser.add_argument("--iterations", type=int, default=5000, help="policy-step samples (default: 5000)")
     parser.add_argument("--pings", type=int, default=1000, help="DDS round trips (default: 1000)")
+    parser.add_argument("--seconds", type=float, default=5.0, help="duration of the timed simulator runs (default: 5)")
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
 
 

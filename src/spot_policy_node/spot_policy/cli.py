@@ -105,7 +105,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="the main job: the policy drives Spot in MuJoCo through ROS 2, scripted by a profile",
         description="Start the sim bridge, the policy node, a profile player and a recorder as separate "
         "processes over DDS (the same nodes and parameter files as sim.launch.py), play the profile, and "
-        "write a run folder: summary.json, plot.png, video.mp4, bag/ (MCAP), logs/.",
+        "write a run folder: summary.json, tracking.png, video.mp4, bag/ (MCAP), logs/.",
     )
     sim_job.add_arguments(p)
     p.set_defaults(func=lambda a: sim_job.main(a))

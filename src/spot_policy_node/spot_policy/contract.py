@@ -36,6 +36,8 @@ TOPIC_JOY = "joy"
 TOPIC_JOINT_COMMAND = "joint_command"
 TOPIC_DIAGNOSTICS = "diagnostics"
 TOPIC_CLOCK = "clock"
+#: Segment starts of a scripted run (JSON in std_msgs/String, latched), for cutting recordings.
+TOPIC_PROFILE_SEGMENT = "profile/segment"
 
 FRAME_ODOM = "odom"
 FRAME_BASE = "base_link"

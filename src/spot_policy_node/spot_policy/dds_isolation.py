@@ -1,4 +1,5 @@
-"""A ROS domain of one's own on this host, localhost only: for tests, benchmarks and the sim job.
+"""DDS environment for the processes we start: a domain of one's own, localhost only, low latency.
+
 
 Parallel runs (CI, other checkouts, a user's robot on the LAN) must never see each other's topics.
 A domain is claimed by binding TCP port 47000 + domain on 127.0.0.1 and holding the socket for
@@ -41,4 +42,14 @@ def isolate_environment(domain: int, env: dict[str, str] | None = None) -> dict[
     if env.get("ROS_DISTRO") == "humble":
         env["ROS_LOCALHOST_ONLY"] = "1"  # Humble predates ROS_AUTOMATIC_DISCOVERY_RANGE
     env.pop("ROS_STATIC_PEERS", None)
+    return env
+
+
+def low_latency_environment(env: dict[str, str]) -> dict[str, str]:
+    """Fast DDS publishes from the calling thread (not a sender thread) unless told otherwise.
+
+    On a loaded machine the hand-off to Fast DDS's asynchronous sender thread costs a context
+    switch per message; measured here, it halved the lockstep rate. Other RMWs ignore the variable.
+    """
+    env.setdefault("RMW_FASTRTPS_PUBLICATION_MODE", "SYNCHRONOUS")
     return env

@@ -14,6 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from spot_policy.bringup import NodeSpec
+from spot_policy.dds_isolation import low_latency_environment
 
 
 class NodeProcess:
@@ -61,7 +62,7 @@ class NodeGroup:
     def __init__(self, log_dir: Path, env: dict[str, str] | None = None) -> None:
         self.log_dir = Path(log_dir)
         self.log_dir.mkdir(parents=True, exist_ok=True)
-        self.env = dict(os.environ if env is None else env)
+        self.env = low_latency_environment(dict(os.environ if env is None else env))
         self.procs: list[NodeProcess] = []
 
     def start(self, spec: NodeSpec) -> NodeProcess:

@@ -8,6 +8,8 @@ from pathlib import Path
 import yaml
 
 MODES = ("stand", "walk", "stop")
+#: The marker a profile player sends after the last segment.
+END_MARKER = "end"
 _SEGMENT_KEYS = {"name", "mode", "duration", "cmd_vel"}
 _PROFILE_KEYS = {"name", "settle_s", "segments"}
 

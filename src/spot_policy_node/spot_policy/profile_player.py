@@ -21,9 +21,8 @@ from std_msgs.msg import String
 from std_srvs.srv import Trigger
 
 from spot_policy import contract, paths
-from spot_policy.profile import Profile, ProfileError, Segment, load_profile
+from spot_policy.profile import END_MARKER, Profile, ProfileError, Segment, load_profile
 
-SEGMENT_TOPIC = "profile/segment"
 SERVICE_FOR_MODE = {"stand": "stand", "walk": "walk", "stop": "stop"}
 
 
@@ -47,7 +46,7 @@ class ProfilePlayer(Node):
         latched = QoSProfile(
             depth=20, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL
         )
-        self.segment_pub = self.create_publisher(String, SEGMENT_TOPIC, latched)
+        self.segment_pub = self.create_publisher(String, contract.TOPIC_PROFILE_SEGMENT, latched)
         node = str(params["policy_node"]).strip("/")
         self.clients_ = {m: self.create_client(Trigger, f"/{node}/{s}") for m, s in SERVICE_FOR_MODE.items()}
         self.start_timeout_s = float(params["start_timeout_s"])
@@ -74,7 +73,7 @@ class ProfilePlayer(Node):
         t = self._now() - self.t0
         segment = self.profile.at(t)
         if segment is None:
-            self._mark("end", len(self.profile.segments))
+            self._mark(END_MARKER, len(self.profile.segments))
             self.get_logger().info(f"profile done at t={t:.2f} s")
             self.done = True
             return

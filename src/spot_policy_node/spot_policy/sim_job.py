@@ -3,7 +3,7 @@ contract, scripted by a command profile, and leaves a run folder behind.
 
 Separate processes over real DDS, started from the same node specs and parameter files as
 ``sim.launch.py``: the sim bridge, the policy node, a profile player (the scripted command source)
-and a recorder. Afterwards: ``summary.json``, ``plot.png``, ``video.mp4`` and the MCAP bag.
+and a recorder. Afterwards: ``summary.json``, ``tracking.png``, ``video.mp4`` and the MCAP bag.
 """
 
 from __future__ import annotations
@@ -83,40 +83,25 @@ def run_nodes(
         group.stop(order=lambda p: 0 if p.name == "recorder" else 1)
 
 
-def make_report(out: Path, bag: Path, profile: Profile, video: bool) -> dict:
-    from spot_policy.run_report import build_report, write_plot
+def make_report(out: Path, bag: Path, profile: Profile, video: bool, extra: dict) -> bool:
+    """summary.json, tracking.png (and video.mp4) from the bag; prints the table; returns passed."""
+    from spot_policy.run_report import SUMMARY_NAME, format_table, write_run_report
 
-    report = build_report(bag, profile)
-    (out / "summary.json").write_text(json.dumps(report, indent=2))
-    write_plot(bag, profile, out / "plot.png")
+    report = write_run_report(bag, profile, out)
+    summary = out / SUMMARY_NAME
+    summary.write_text(json.dumps({**json.loads(summary.read_text()), **extra}, indent=2))
+    print(format_table(report))
     if video:
         try:  # optional: the renderer lives with the MuJoCo model in spot_sim_bridge
-            from spot_sim_bridge.replay_video import render_bag_video
+            from spot_sim_bridge.replay_video import render_video
         except ImportError:
             print("video: not rendered (spot_sim_bridge is not installed)", file=sys.stderr)
-            return report
+            return report.passed
         try:
-            render_bag_video(bag, out / "video.mp4")
+            render_video(bag, out / "video.mp4")
         except Exception as exc:  # a missing GL library must not lose the run's numbers
             print(f"video: not rendered ({type(exc).__name__}: {exc})", file=sys.stderr)
-    return report
-
-
-def print_summary(report: dict) -> bool:
-    ok = True
-    print(f"{'segment':<12} {'cmd vx vy wz':<20} {'achieved vx vy wz':<22} {'err lin':>8} {'err ang':>8} "
-          f"{'min z':>6}  fell  pass")  # fmt: skip
-    for seg in report["segments"]:
-        cmd = " ".join(f"{v:5.2f}" for v in seg["commanded"])
-        got = " ".join(f"{v:5.2f}" for v in seg["achieved"]) if seg.get("achieved") else "-"
-        passed = seg.get("passed")
-        ok &= passed is not False
-        print(
-            f"{seg['name']:<12} {cmd:<20} {got:<22} {seg.get('tracking_error_lin', float('nan')):>8.3f} "
-            f"{seg.get('tracking_error_ang', float('nan')):>8.3f} {seg.get('min_base_height', float('nan')):>6.3f}  "
-            f"{'YES' if seg.get('fell') else 'no':<4}  {'-' if passed is None else ('yes' if passed else 'NO')}"
-        )
-    return ok and not report.get("fell", False)
+    return report.passed
 
 
 def main(args: argparse.Namespace) -> int:
@@ -152,11 +137,7 @@ def main(args: argparse.Namespace) -> int:
     except JobError as exc:
         print(f"spot-policy sim: error: {exc}", file=sys.stderr)
         return 1
-    wall = time.monotonic() - started
-    report = make_report(out, out / "bag", profile, video=not args.no_video)
-    report["wall_time_s"] = round(wall, 2)
-    report["mode"] = mode
-    (out / "summary.json").write_text(json.dumps(report, indent=2))
-    ok = print_summary(report)
-    print(f"run folder: {out} (summary.json, plot.png{', video.mp4' if not args.no_video else ''}, bag/, logs/)")
+    extra = {"mode": mode, "policy": args.policy, "wall_time_s": round(time.monotonic() - started, 2)}
+    ok = make_report(out, out / "bag", profile, not args.no_video, extra)
+    print(f"run folder: {out} (summary.json, tracking.png{', video.mp4' if not args.no_video else ''}, bag/, logs/)")
     return 1 if args.strict and not ok else 0

@@ -1,0 +1,224 @@
+"""``ros2 run spot_policy recorder``: record topics into a rosbag2/MCAP bag without ``ros2 bag``.
+
+The fallback recorder of ``record:=true`` where rosbag2 is not installed (pip-only machines).
+Subscriptions are raw (``raw=True``): the CDR bytes go straight to
+:class:`spot_policy.bag_recorder.BagRecorder`, nothing is deserialized. Timestamps are this
+node's clock, i.e. simulation time under ``use_sim_time`` (as ``ros2 bag record --use-sim-time``);
+messages that arrive before the first ``clock`` are stamped 0.
+
+Parameters:
+- ``out``: the bag folder to create (must not exist, or be empty).
+- ``topics``: ``"topic:pkg/msg/Type"`` strings, optionally ``":best_effort"`` or ``":reliable"``
+  appended; default :data:`DEFAULT_TOPICS`. Relative names take the node's namespace.
+
+QoS: the sensor streams and ``clock`` are subscribed best-effort, which also receives from reliable
+publishers (``clock`` too, since rclcpp's ClockQoS publishes it best-effort); everything else
+reliable, so commands and segment markers are not dropped. The bag stores the QoS the publishers
+offer (as ``ros2 bag record``). SIGINT/SIGTERM close the bag cleanly.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib
+import sys
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+import rclpy
+from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
+from rclpy.node import Node
+from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
+
+from spot_policy import contract
+from spot_policy.bag_recorder import (
+    RELIABLE,
+    SENSOR_DATA,
+    BagRecorder,
+    BagRecorderError,
+    TopicQos,
+    check_type,
+    default_typestore,
+)
+
+NODE_NAME = "recorder"
+#: Topics on which a best-effort subscription is the compatible choice (any publisher QoS).
+LATCHED_TOPICS = frozenset({contract.TOPIC_PROFILE_SEGMENT})
+BEST_EFFORT_TOPICS = frozenset({contract.TOPIC_JOINT_STATES, contract.TOPIC_IMU, contract.TOPIC_ODOM, "clock"})
+#: Deep queues: a lockstep run publishes in bursts much faster than real time.
+QUEUE_DEPTH = 1000
+
+DEFAULT_TOPICS: tuple[str, ...] = (
+    f"{contract.TOPIC_JOINT_STATES}:sensor_msgs/msg/JointState",
+    f"{contract.TOPIC_IMU}:sensor_msgs/msg/Imu",
+    f"{contract.TOPIC_ODOM}:nav_msgs/msg/Odometry",
+    f"{contract.TOPIC_CMD_VEL}:geometry_msgs/msg/Twist",
+    f"{contract.TOPIC_JOY}:sensor_msgs/msg/Joy",
+    f"{contract.TOPIC_JOINT_COMMAND}:sensor_msgs/msg/JointState",
+    f"{contract.TOPIC_DIAGNOSTICS}:diagnostic_msgs/msg/DiagnosticArray",
+    f"{contract.TOPIC_CLOCK}:rosgraph_msgs/msg/Clock",
+    f"{contract.TOPIC_PROFILE_SEGMENT}:std_msgs/msg/String",
+    "policy_node/observation:std_msgs/msg/Float32MultiArray",
+    "policy_node/action:std_msgs/msg/Float32MultiArray",
+)
+
+
+@dataclass(frozen=True)
+class TopicSpec:
+    topic: str
+    msgtype: str
+    reliable: bool
+
+
+def parse_topic_spec(spec: str) -> TopicSpec:
+    """``"odom:nav_msgs/msg/Odometry[:best_effort|:reliable]"`` -> :class:`TopicSpec`."""
+    parts = spec.strip().split(":")
+    if len(parts) not in (2, 3) or not parts[0] or parts[1].count("/") != 2:
+        raise ValueError(f"topic entry {spec!r} is not 'topic:pkg/msg/Type'; fix: e.g. 'odom:nav_msgs/msg/Odometry'")
+    topic, msgtype = parts[0], parts[1]
+    if len(parts) == 3:
+        if parts[2] not in ("best_effort", "reliable"):
+            raise ValueError(f"topic entry {spec!r}: QoS {parts[2]!r}; fix: use best_effort or reliable")
+        reliable = parts[2] == "reliable"
+    else:
+        reliable = topic.lstrip("/") not in BEST_EFFORT_TOPICS
+    return TopicSpec(topic, msgtype, reliable)
+
+
+class RecorderNode(Node):
+    """Subscribes raw to every requested topic and appends each message to the bag."""
+
+    def __init__(self, **kwargs: object) -> None:
+        super().__init__(NODE_NAME, **kwargs)
+        self.declare_parameter("out", "")
+        self.declare_parameter("topics", list(DEFAULT_TOPICS))
+        out = str(self.get_parameter("out").value)
+        if not out:
+            raise ValueError("parameter 'out' is empty; fix: give the bag folder, e.g. -p out:=runs/bag")
+        specs = [parse_topic_spec(s) for s in self.get_parameter("topics").value]
+        if not specs:
+            raise ValueError("parameter 'topics' is empty; fix: list 'topic:pkg/msg/Type' entries")
+        # Validate everything before the bag folder is created: a bad entry leaves nothing behind.
+        resolved: list[tuple[str, TopicSpec, type]] = []
+        typestore = default_typestore()
+        for spec in specs:
+            check_type(spec.msgtype, typestore)
+            topic = self.resolve_topic_name(spec.topic)  # fully qualified and remapped, as ros2 bag stores it
+            if topic in {t for t, _, _ in resolved}:
+                raise ValueError(f"topic {topic} is listed twice; fix: list each topic once")
+            resolved.append((topic, spec, _import_message(spec.msgtype)))
+        self.bag = BagRecorder(Path(out), typestore=typestore)
+        for topic, spec, msg_class in resolved:
+            self.bag.set_qos(topic, RELIABLE if spec.reliable else SENSOR_DATA)
+            reliability = ReliabilityPolicy.RELIABLE if spec.reliable else ReliabilityPolicy.BEST_EFFORT
+            # Latched topics are read with transient-local durability, so what was published before
+            # the recorder joined still arrives (a transient-local reader ignores volatile writers,
+            # hence only for these).
+            durability = (
+                DurabilityPolicy.TRANSIENT_LOCAL
+                if spec.topic.lstrip("/") in LATCHED_TOPICS
+                else DurabilityPolicy.VOLATILE
+            )
+            self.create_subscription(
+                msg_class,
+                topic,
+                functools.partial(self._on_message, topic, spec.msgtype),
+                QoSProfile(depth=QUEUE_DEPTH, reliability=reliability, durability=durability),
+                raw=True,
+            )
+        self.get_logger().info(f"recording {len(resolved)} topics to {out}")
+
+    def _on_message(self, topic: str, msgtype: str, data: bytes) -> None:
+        stamp = self.get_clock().now().nanoseconds
+        if not self.bag.has_topic(topic):
+            self._store_offered_qos(topic)
+        try:
+            self.bag.write(topic, msgtype, data, stamp)
+        except BagRecorderError:
+            if not self.bag.closed:
+                raise
+            # closed while the executor still ran: the recording is over, drop the message
+
+    def _store_offered_qos(self, topic: str) -> None:
+        """Store what the topic's publishers offer (as ``ros2 bag record`` does): ``ros2 bag play``
+        re-offers it, so a best-effort sensor stays best-effort and a reliable clock reliable."""
+        offered: list[TopicQos] = []
+        for info in self.get_publishers_info_by_topic(topic):
+            qos = info.qos_profile
+            offered.append(
+                TopicQos(
+                    reliable=qos.reliability == ReliabilityPolicy.RELIABLE,
+                    depth=qos.depth or 10,  # remote publishers' depth is not discovered: 0
+                    transient_local=qos.durability == DurabilityPolicy.TRANSIENT_LOCAL,
+                )
+            )
+        if offered:  # the publisher may be gone already: keep the subscription's default then
+            self.bag.set_qos(topic, offered)
+
+    def close(self) -> dict[str, int]:
+        """Finalize the bag (``metadata.yaml``); safe to call more than once."""
+        return self.bag.close()
+
+
+def _import_message(msgtype: str) -> type:
+    """The rclpy message class of ``pkg/msg/Type`` (raises ValueError naming the type)."""
+    package, _, name = msgtype.split("/")
+    try:
+        return getattr(importlib.import_module(f"{package}.msg"), name)
+    except (ImportError, AttributeError):
+        raise ValueError(f"message type {msgtype} is not installed; fix: install its ROS package") from None
+
+
+def _spin(executor: SingleThreadedExecutor, failure: list[BaseException]) -> None:
+    """The executor's thread: every bag write happens here, never in the main thread."""
+    try:
+        executor.spin()
+    except ExternalShutdownException:
+        pass  # SIGINT/SIGTERM (rclpy's handlers shut the context down) or main() stopping it
+    except BaseException as exc:  # a failed write: main() closes the bag and reports it
+        failure.append(exc)
+
+
+def main(args: list[str] | None = None) -> int:
+    """Entry point: records until SIGINT/SIGTERM, then writes the bag's metadata. Exit 0, 1 or 2.
+
+    The executor spins in a thread of its own: a signal's KeyboardInterrupt is raised in the main
+    thread only, so it can never cut a message write in half; the main thread then waits for the
+    write in flight before it closes the bag.
+    """
+    rclpy.init(args=args)
+    node: RecorderNode | None = None
+    spinner: threading.Thread | None = None
+    failure: list[BaseException] = []
+    code = 0
+    try:
+        node = RecorderNode()
+        executor = SingleThreadedExecutor()
+        executor.add_node(node)
+        spinner = threading.Thread(target=_spin, args=(executor, failure), name="recorder-spin", daemon=True)
+        spinner.start()
+        while spinner.is_alive():
+            spinner.join(timeout=0.2)
+    except KeyboardInterrupt:
+        pass
+    except (ValueError, BagRecorderError) as exc:
+        print(f"{NODE_NAME}: {exc}", file=sys.stderr)
+        code = 2
+    finally:
+        rclpy.try_shutdown()  # ends the spin if a KeyboardInterrupt came first
+        if spinner is not None:
+            spinner.join(timeout=5.0)
+        if node is not None:
+            counts = node.close()
+            total = sum(counts.values())
+            print(f"{NODE_NAME}: wrote {total} messages on {len(counts)} topics to {node.bag.path}", file=sys.stderr)
+            node.destroy_node()
+    if failure:
+        print(f"{NODE_NAME}: recording stopped: {failure[0]!r}", file=sys.stderr)
+        code = 1
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

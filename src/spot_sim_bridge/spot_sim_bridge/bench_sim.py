@@ -1,0 +1,258 @@
+"""Simulator sections of ``spot-policy bench``, each beside a baseline from the same run.
+
+- ``physics``: ``MujocoSpot.step`` (PD law + torque limits + MuJoCo) vs a bare ``mj_step``.
+- ``lockstep``: real-time factor of bridge + policy node as separate processes over DDS (lockstep,
+  input-triggered) vs the same loop in one process without ROS (the cores called directly).
+- ``realtime``: period jitter of the bridge's physics pacing at 500 Hz while the policy walks, vs
+  the same pacer running empty.
+"""
+
+from __future__ import annotations
+
+import argparse
+import threading
+import time
+from pathlib import Path
+
+from spot_policy import bringup, contract, paths
+from spot_policy.bench import Row
+from spot_policy.stats import summarize
+
+
+def bench_physics(args: argparse.Namespace) -> list[Row]:
+    import mujoco
+
+    from spot_sim_bridge.bridge_core import load_actuation, make_backend
+
+    actuation = load_actuation(args.policy, policies_dir=paths.config_dir() / "policies")
+    backend = make_backend("mujoco", actuation.physics_dt)
+    backend.set_gains(actuation.kp, actuation.kd)
+    backend.set_targets(actuation.in_order(actuation.default_joint_pos, backend.joint_names))
+    model, data = backend.mj_model, mujoco.MjData(backend.mj_model)
+    data.qpos[:] = backend.mj_data.qpos
+    n = max(1000, args.iterations)
+
+    def ours() -> None:
+        backend.step(1)
+
+    def bare() -> None:
+        mujoco.mj_step(model, data)
+
+    from spot_policy.bench import _interleaved
+
+    bare_ns, ours_ns = _interleaved(bare, ours, n, block=250)
+    o, b = summarize(ours_ns / 1e3), summarize(bare_ns / 1e3)
+    steps_per_s = 1e6 / o["median"]
+    return [
+        Row(
+            "physics",
+            f"MujocoSpot.step: PD + torque limits + mj_step ({steps_per_s:,.0f} steps/s, "
+            f"{steps_per_s * actuation.physics_dt:.0f}x real time)",
+            "us/step",
+            o["median"],
+            o["p99"],
+            "bare mujoco.mj_step",
+            b["median"],
+            b["p99"],
+            "report (no goal)",
+            None,
+        )
+    ]
+
+
+def core_loop_rtf(policy: str, seconds: float) -> float:
+    """The lockstep loop without ROS: bridge core and policy controller called directly."""
+    from spot_policy.controller import ControllerConfig, Mode, PolicyController
+    from spot_policy.loader import load_policy
+    from spot_sim_bridge.bridge_core import Actuation, BridgeCore, make_backend
+
+    loaded = load_policy(policy, providers=["cpu"], policies_dir=paths.config_dir() / "policies", log=lambda m: None)
+    actuation = Actuation.from_spec(loaded.spec)
+    core = BridgeCore(make_backend("mujoco", actuation.physics_dt), actuation)
+    controller = PolicyController(loaded.spec, loaded.model, ControllerConfig(soft_start_s=0.0))
+
+    def feed() -> None:
+        s = core.state()
+        w, x, y, z = s.base_quat
+        controller.joint_state(s.joint_names, s.q, s.dq, s.sim_time, s.sim_time)
+        controller.imu((x, y, z, w), s.base_ang_vel_body, s.sim_time, s.sim_time)
+        controller.odom(s.base_lin_vel_body, s.sim_time, s.sim_time)
+        controller.cmd_vel(0.5, 0.0, 0.0, s.sim_time)
+
+    feed()
+    controller.request(Mode.WALK, core.sim_time)
+    periods, start = 0, time.perf_counter()
+    while time.perf_counter() - start < seconds:
+        command = controller.step(core.sim_time)
+        if command is None:
+            raise RuntimeError(f"controller stopped: {controller.fault_reason}")
+        core.command(command.names, command.positions)
+        core.lockstep_step()
+        feed()
+        periods += 1
+    return periods * actuation.control_dt / (time.perf_counter() - start)
+
+
+class _Watcher:
+    """A small rclpy side for the process benchmarks: counts joint_command, keeps diagnostics."""
+
+    def __init__(self) -> None:
+        import rclpy
+        from diagnostic_msgs.msg import DiagnosticArray
+        from geometry_msgs.msg import Twist
+        from rclpy.executors import SingleThreadedExecutor
+        from rclpy.qos import QoSProfile, ReliabilityPolicy
+        from sensor_msgs.msg import JointState
+        from std_srvs.srv import Trigger
+
+        self.context = rclpy.Context()
+        rclpy.init(context=self.context)
+        self.node = rclpy.create_node("bench_sim", context=self.context)
+        self.commands: list[float] = []
+        self.diagnostics: dict[str, dict[str, str]] = {}
+        qos = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE)
+        self.node.create_subscription(JointState, contract.TOPIC_JOINT_COMMAND, self._on_command, qos)
+        self.node.create_subscription(DiagnosticArray, contract.TOPIC_DIAGNOSTICS, self._on_diag, 10)
+        self.cmd_pub = self.node.create_publisher(Twist, contract.TOPIC_CMD_VEL, 10)
+        self.trigger = Trigger
+        self.executor = SingleThreadedExecutor(context=self.context)
+        self.executor.add_node(self.node)
+        self._run = True
+        self._thread = threading.Thread(target=self._spin, daemon=True)
+        self._thread.start()
+
+    def _spin(self) -> None:
+        while self._run:
+            self.executor.spin_once(timeout_sec=0.05)
+
+    def _on_command(self, _msg) -> None:
+        self.commands.append(time.monotonic())
+
+    def _on_diag(self, msg) -> None:
+        for status in msg.status:
+            self.diagnostics[status.name] = {kv.key: kv.value for kv in status.values}
+
+    def call(self, service: str, timeout: float = 30.0) -> tuple[bool, str]:
+        client = self.node.create_client(self.trigger, service)
+        if not client.wait_for_service(timeout_sec=timeout):
+            raise RuntimeError(f"{service} did not appear")
+        future = client.call_async(self.trigger.Request())
+        end = time.monotonic() + timeout
+        while not future.done() and time.monotonic() < end:
+            time.sleep(0.01)
+        result = future.result()
+        return (bool(result.success), result.message) if result else (False, "no answer")
+
+    def walk(self, vx: float = 0.5) -> None:
+        from geometry_msgs.msg import Twist
+
+        msg = Twist()
+        msg.linear.x = vx
+        for _ in range(200):
+            self.cmd_pub.publish(msg)
+            ok, why = self.call("/policy_node/walk")
+            if ok:
+                return
+            time.sleep(0.1)
+        raise RuntimeError(f"policy node did not walk: {why}")
+
+    def close(self) -> None:
+        self._run = False
+        self._thread.join(timeout=2)
+        self.executor.shutdown()
+        self.node.destroy_node()
+        import rclpy
+
+        rclpy.shutdown(context=self.context)
+
+
+def _bring_up(policy: str, realtime: bool, log_dir: Path):
+    from spot_policy.launcher import NodeGroup
+
+    specs = bringup.sim_nodes(policy, realtime=realtime, teleop=False, extra_bridge_params={"lockstep_wait_s": 0.05})
+    group = NodeGroup(log_dir)
+    for spec in specs:
+        group.start(spec)
+    return group
+
+
+def bench_lockstep(args: argparse.Namespace) -> list[Row]:
+    import tempfile
+
+    from spot_policy.dds_isolation import claim_domain
+
+    claim_domain()
+    seconds = args.seconds
+    baseline = core_loop_rtf(args.policy, seconds)
+    with tempfile.TemporaryDirectory() as logs:
+        group = _bring_up(args.policy, realtime=False, log_dir=Path(logs))
+        watcher = _Watcher()
+        try:
+            watcher.walk()
+            time.sleep(1.0)
+            watcher.commands.clear()
+            time.sleep(seconds)
+            stamps = list(watcher.commands)
+        finally:
+            watcher.close()
+            group.stop()
+    rtf = (len(stamps) - 1) * 0.02 / (stamps[-1] - stamps[0]) if len(stamps) > 2 else 0.0
+    return [
+        Row(
+            "lockstep",
+            "lockstep real-time factor: sim bridge + policy node over DDS, walking",
+            "x real time",
+            rtf,
+            float("nan"),
+            "the same loop in one process, no ROS",
+            baseline,
+            float("nan"),
+            ">= 10x real time",
+            rtf >= 10.0,
+        )
+    ]
+
+
+def bench_realtime(args: argparse.Namespace) -> list[Row]:
+    import tempfile
+
+    from spot_policy.dds_isolation import claim_domain
+    from spot_sim_bridge.bridge_core import RealtimePacer
+
+    claim_domain()
+    pacer = RealtimePacer(0.002)
+    end = time.perf_counter() + min(args.seconds, 3.0)
+    while time.perf_counter() < end:
+        pacer.wait()
+    empty = pacer.period_jitter_s
+    with tempfile.TemporaryDirectory() as logs:
+        group = _bring_up(args.policy, realtime=True, log_dir=Path(logs))
+        watcher = _Watcher()
+        try:
+            watcher.walk()
+            watcher.diagnostics.clear()
+            time.sleep(args.seconds + 1.5)  # diagnostics cover the last 2000 physics steps
+            bridge = next((v for k, v in watcher.diagnostics.items() if k.startswith("sim_bridge")), None)
+        finally:
+            watcher.close()
+            group.stop()
+    if bridge is None:
+        raise RuntimeError("no diagnostics from the sim bridge")
+    median, p99 = float(bridge["period_jitter_ms_median"]), float(bridge["period_jitter_ms_p99"])
+    return [
+        Row(
+            "realtime",
+            f"realtime physics period jitter at 500 Hz, policy walking (rtf {bridge.get('real_time_factor', '?')})",
+            "ms",
+            median,
+            p99,
+            "the same pacer, empty loop",
+            empty.median * 1e3,
+            empty.p99 * 1e3,
+            "report (no goal)",
+            None,
+        )
+    ]
+
+
+SECTIONS = {"physics": bench_physics, "lockstep": bench_lockstep, "realtime": bench_realtime}
