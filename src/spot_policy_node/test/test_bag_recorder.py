@@ -31,7 +31,7 @@ from rclpy.context import Context
 from rclpy.executors import SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.parameter import Parameter
-from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
+from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 from rclpy.serialization import deserialize_message, serialize_message
 from rosbags.rosbag2 import Reader
 from rosgraph_msgs.msg import Clock
@@ -247,12 +247,16 @@ def test_node_records_every_message_at_sim_time(ros_context: Context, tmp_path: 
     )
     publisher_node = Node("recorder_test_publisher", context=ros_context, start_parameter_services=False)
     reliable = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE)
+    latched = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
     samples = sample_messages(0)
+
+    def qos(topic: str) -> QoSProfile:
+        if topic in SENSOR_TOPICS - {"/clock"}:
+            return qos_profile_sensor_data
+        return latched if topic == f"/{contract.TOPIC_PROFILE_SEGMENT}" else reliable  # as the profile player
+
     publishers = {
-        topic: publisher_node.create_publisher(
-            type(msg), topic, qos_profile_sensor_data if topic in SENSOR_TOPICS - {"/clock"} else reliable
-        )
-        for topic, (_, msg) in samples.items()
+        topic: publisher_node.create_publisher(type(msg), topic, qos(topic)) for topic, (_, msg) in samples.items()
     }
     executor = SingleThreadedExecutor(context=ros_context)
     executor.add_node(recorder)
