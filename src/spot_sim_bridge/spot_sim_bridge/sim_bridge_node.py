@@ -23,8 +23,10 @@ import os
 import sys
 import threading
 import time
+from array import array
 from typing import Any
 
+import numpy as np
 import rclpy
 from builtin_interfaces.msg import Time
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
@@ -64,6 +66,12 @@ RESET_POSE_QOS = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE)
 #: The viewer is refreshed at about this rate (wall clock), not at every physics step.
 VIEWER_PERIOD_S = 1.0 / 60.0
 SWITCH_INTERVAL_S = 0.0005
+
+
+def _doubles(values: np.ndarray) -> array:
+    out = array("d")
+    out.frombytes(np.ascontiguousarray(values, dtype=np.float64).tobytes())
+    return out
 
 
 def to_time(ns: int) -> Time:
@@ -259,10 +267,12 @@ class SimBridgeNode(Node):
 
         joints = self._joints_msg
         joints.header.stamp = stamp
-        joints.name = list(state.joint_names)
-        joints.position = state.q.tolist()
-        joints.velocity = state.dq.tolist()
-        joints.effort = state.tau.tolist()
+        if tuple(joints.name) != state.joint_names:
+            joints.name = list(state.joint_names)
+        # Generated setters check list elements one by one but take array('d') as it is.
+        joints.position = _doubles(state.q)
+        joints.velocity = _doubles(state.dq)
+        joints.effort = _doubles(state.tau)
         self.joint_states_pub.publish(joints)
         self._published += 1
 
