@@ -6,31 +6,39 @@ A thin adapter: parameters, QoS, timers, services and diagnostics here; every de
 
 from __future__ import annotations
 
+import hashlib
+import json
 import math
 import sys
 import time
 from array import array
+from dataclasses import asdict
 
-import rclpy
 from builtin_interfaces.msg import Time as TimeMsg
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from geometry_msgs.msg import Twist
 from nav_msgs.msg import Odometry
 from rclpy.clock import Clock, ClockType
-from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
-from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
+from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 from sensor_msgs.msg import Imu, JointState
+from std_msgs.msg import Float32MultiArray, Int64MultiArray, MultiArrayDimension, String
 from std_srvs.srv import Trigger
 
 from spot_policy import contract, paths
+from spot_policy import debug_stream as debug
 from spot_policy.controller import Command, ControllerConfig, Mode, PolicyController
-from spot_policy.errors import PolicyLoadError
 from spot_policy.loader import LoadedPolicy, load_policy
+from spot_policy.node_main import run_node
 
 TRIGGERS = ("timer", "input")
 #: Commands: reliable, newest only (a late target is worse than none).
 COMMAND_QOS = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE)
+#: The debug stream: reliable, queued (a recorder must get every step to replay them).
+DEBUG_QOS = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE)
+EVENTS_QOS = QoSProfile(
+    depth=debug.EVENTS_DEPTH, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL
+)
 
 
 def stamp_seconds(stamp) -> float:
@@ -54,6 +62,7 @@ class PolicyNode(Node):
                 ("cmd_vel_timeout_s", 0.5),
                 ("diagnostics_period_s", 1.0),
                 ("executor", "single"),
+                ("publish_debug", True),
             ],
         )
         params = {param.name: param.value for param in p}
@@ -76,6 +85,13 @@ class PolicyNode(Node):
             cmd_vel_timeout_s=float(params["cmd_vel_timeout_s"]),
         )
         self.controller = PolicyController(spec, self.loaded.model, config, self._on_event)
+        # The debug stream (spot_policy.debug_stream): what a replay needs to re-run this node.
+        self.publish_debug = bool(params["publish_debug"])
+        self.view = debug.InputView()
+        self._seq = 0
+        self._op, self._op_ns = "init", 0  # what the node is doing, at which clock time (for events)
+        if self.publish_debug:
+            self._setup_debug(config)
 
         self.command_pub = self.create_publisher(JointState, contract.TOPIC_JOINT_COMMAND, COMMAND_QOS)
         self._command_msg = JointState()
@@ -248,29 +264,12 @@ def make_executor(choice: str):
 
 
 def main(args: list[str] | None = None) -> int:
-    rclpy.init(args=args)
-    node = None
-    code = 0
-    try:
-        node = PolicyNode()
-        executor = make_executor(node.get_parameter("executor").value)
-        executor.add_node(node)
-        node.get_logger().info(f"executor: {type(executor).__name__}")
-        executor.spin()
-    except PolicyLoadError as exc:
-        print(f"policy_node: cannot load the policy: {exc}", file=sys.stderr)
-        code = 2
-    except ValueError as exc:
-        print(f"policy_node: {exc}", file=sys.stderr)
-        code = 2
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    finally:
-        if node is not None:
-            node.destroy_node()
-        if rclpy.ok():
-            rclpy.shutdown()
-    return code
+    return run_node(
+        "policy_node",
+        PolicyNode,
+        args,
+        make_executor=lambda node: make_executor(node.get_parameter("executor").value),
+    )
 
 
 if __name__ == "__main__":

@@ -12,15 +12,14 @@ import json
 import sys
 import time
 
-import rclpy
 from geometry_msgs.msg import Twist
-from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 from std_msgs.msg import String
 from std_srvs.srv import Trigger
 
 from spot_policy import contract, paths
+from spot_policy.node_main import run_node
 from spot_policy.profile import END_MARKER, Profile, ProfileError, Segment, load_profile
 
 SERVICE_FOR_MODE = {"stand": "stand", "walk": "walk", "stop": "stop"}
@@ -140,25 +139,14 @@ class ProfilePlayer(Node):
 
 
 def main(args: list[str] | None = None) -> int:
-    rclpy.init(args=args)
-    node = None
-    code = 0
-    try:
-        node = ProfilePlayer()
-        while rclpy.ok() and not node.done:
-            rclpy.spin_once(node, timeout_sec=0.1)
-        code = node.exit_code
-    except ProfileError as exc:
-        print(f"profile_player: {exc}", file=sys.stderr)
-        code = 2
-    except (KeyboardInterrupt, ExternalShutdownException):
-        code = 130
-    finally:
-        if node is not None:
-            node.destroy_node()
-        if rclpy.ok():
-            rclpy.shutdown()
-    return code
+    return run_node(
+        "profile_player",
+        ProfilePlayer,
+        args,
+        config_errors=(ProfileError, ValueError),
+        until=lambda node: node.done,
+        exit_code=lambda node: node.exit_code,
+    )
 
 
 if __name__ == "__main__":

@@ -66,13 +66,21 @@ class Rig:
             timeout=10,
         ), "DDS discovery between the test and the policy node did not complete"
 
-    def steps(self, n: int, q: np.ndarray | None = None, pause: float = 0.004, **kwargs) -> None:
-        """Advance simulated time by n control periods, publishing state at each."""
+    def steps(self, n: int, q: np.ndarray | None = None, pause: float = 0.004, expect: bool = False, **kwargs) -> None:
+        """Advance simulated time by n control periods, publishing state at each.
+
+        ``expect``: the node is active, so wait for each period's command before the next tick (a
+        loaded machine may otherwise deliver two clock ticks at once, and the timer fires once).
+        """
         q = self.spec.default_joint_pos if q is None else q
         for _ in range(n):
             self.t = round(self.t + DT, 6)
+            before = len(self.h.commands)
             self.h.publish_state(self.t, q, **kwargs)
-            time.sleep(pause)
+            if expect:
+                wait_until(lambda before=before: len(self.h.commands) > before, timeout=1.0, poll=0.001)
+            else:
+                time.sleep(pause)
         time.sleep(0.05)
 
     def close(self) -> None:
@@ -99,10 +107,10 @@ def test_idle_stand_walk_values_names_and_rate(rig: Rig) -> None:
     assert h.take_commands() == []  # idle publishes nothing
     response = h.call("stand")
     assert response.success, response.message
-    rig.steps(50, start)
+    rig.steps(50, start, expect=True)
     stand = h.take_commands()
     # 50 Hz on the ROS clock: one command per 20 ms of simulated time.
-    assert 48 <= len(stand) <= 51, len(stand)
+    assert len(stand) == 50, len(stand)
     assert all(list(m.name) == list(contract.ISAAC_JOINT_ORDER) for m in stand)
     np.testing.assert_allclose(stand[-1].position, spec.default_joint_pos, atol=1e-9)
     assert all(list(m.velocity) == [0.0] * 12 and list(m.effort) == [0.0] * 12 for m in stand)

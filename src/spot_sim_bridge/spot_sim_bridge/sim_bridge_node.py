@@ -27,13 +27,11 @@ from array import array
 from typing import Any
 
 import numpy as np
-import rclpy
 from builtin_interfaces.msg import Time
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from nav_msgs.msg import Odometry
 from rcl_interfaces.msg import ParameterDescriptor, SetParametersResult
 from rclpy.clock import Clock, ClockType
-from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
@@ -42,7 +40,7 @@ from sensor_msgs.msg import Imu, JointState
 from std_srvs.srv import Trigger
 
 from spot_policy import contract, paths
-from spot_policy.errors import PolicyLoadError
+from spot_policy.node_main import run_node
 from spot_sim_bridge.backend import RobotState
 from spot_sim_bridge.bridge_core import (
     BACKENDS,
@@ -93,6 +91,7 @@ class SimBridgeNode(Node):
                 ("policy", "spot_flat_mjx", _read_only("policy whose gains/pose/rates to use (as the policy node's)")),
                 ("logs_root", "", _read_only("folder of Isaac Lab runs, for policy 'latest'")),
                 ("backend", "mujoco", _read_only(f"physics engine: {', '.join(BACKENDS)}")),
+                ("asset_path", "", _read_only("robot model file for the backend; empty: its own Spot")),
                 ("mode", "realtime", _read_only("realtime (wall clock) or lockstep (one period per command)")),
                 ("state_rate_hz", 333.0, _read_only("realtime: clock and state publish rate")),
                 ("command_timeout_s", 0.1, _read_only("sim seconds without joint_command before on_command_loss")),
@@ -111,10 +110,7 @@ class SimBridgeNode(Node):
         if self.mode not in MODES:
             raise ValueError(f"parameter mode is '{self.mode}'; use one of {', '.join(MODES)}")
         if str(p["backend"]) not in BACKENDS:
-            raise ValueError(
-                f"parameter backend is '{p['backend']}'; available: {', '.join(BACKENDS)} "
-                "(an Isaac Sim backend is planned)"
-            )
+            raise ValueError(f"parameter backend is '{p['backend']}'; available: {', '.join(BACKENDS)}")
         if str(p["on_command_loss"]) not in {c.value for c in CommandLoss}:
             raise ValueError(f"parameter on_command_loss is '{p['on_command_loss']}'; use hold or limp")
         self._push_velocity = self._check_push_velocity(p["push_velocity"])
@@ -123,7 +119,11 @@ class SimBridgeNode(Node):
             str(p["policy"]), logs_root=p["logs_root"] or None, policies_dir=paths.config_dir() / "policies"
         )
         backend = make_backend(
-            str(p["backend"]), actuation.physics_dt, friction=float(p["friction"]), payload_kg=float(p["payload_kg"])
+            str(p["backend"]),
+            actuation.physics_dt,
+            friction=float(p["friction"]),
+            payload_kg=float(p["payload_kg"]),
+            asset_path=str(p["asset_path"]) or None,
         )
         config = BridgeConfig(
             command_timeout_s=float(p["command_timeout_s"]),
@@ -460,31 +460,7 @@ def main(args: list[str] | None = None) -> int:
     # The realtime thread must get the GIL back within a fraction of a physics step when its
     # sleep ends; Python's default hand-off interval (5 ms) would make it late by up to 2.5 steps.
     sys.setswitchinterval(SWITCH_INTERVAL_S)
-    rclpy.init(args=args)
-    node = None
-    code = 0
-    try:
-        node = SimBridgeNode()
-        rclpy.spin(node)
-    except PolicyLoadError as exc:
-        print(f"{NODE_NAME}: cannot load the policy: {exc}", file=sys.stderr)
-        code = 2
-    except ValueError as exc:
-        print(f"{NODE_NAME}: {exc}", file=sys.stderr)
-        code = 2
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    except Exception:
-        # Ctrl-C / SIGTERM shut the context down under a busy executor (lockstep runs in its
-        # callbacks), which rclpy reports as an RCLError: that is a normal shutdown.
-        if rclpy.ok():
-            raise
-    finally:
-        if node is not None:
-            node.destroy_node()
-        if rclpy.ok():
-            rclpy.shutdown()
-    return code
+    return run_node(NODE_NAME, SimBridgeNode, args)
 
 
 if __name__ == "__main__":
