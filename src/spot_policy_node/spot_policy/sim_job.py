@@ -37,6 +37,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--lockstep", action="store_true", help="deterministic and as fast as possible instead of real time"
     )
+    parser.add_argument(
+        "--backend",
+        default="mujoco",
+        choices=("mujoco", "isaac"),
+        help="physics of the sim bridge: mujoco (embedded) or isaac (Isaac Sim 5.x; see docs/ISAAC_SIM.md)",
+    )
     parser.add_argument("--gui", action="store_true", help="open the MuJoCo viewer (needs a display)")
     parser.add_argument("--no-video", action="store_true", help="skip rendering video.mp4")
     parser.add_argument("--friction", type=float, default=None, help="ground friction (default: sim_bridge.yaml)")
@@ -124,13 +130,19 @@ def main(args: argparse.Namespace) -> int:
     if args.payload is not None:
         bridge_params["payload_kg"] = args.payload
     specs = bringup.sim_nodes(
-        args.policy, "mujoco", realtime=not args.lockstep, gui=args.gui, teleop=False, extra_bridge_params=bridge_params
+        args.policy,
+        args.backend,
+        realtime=not args.lockstep,
+        gui=args.gui,
+        teleop=False,
+        extra_bridge_params=bridge_params,
     )
     specs.append(bringup.recorder(out / "bag"))
     mode = "lockstep" if args.lockstep else "realtime"
     print(f"spot-policy sim: profile '{profile.name}' ({profile.duration:.1f} s), policy {args.policy}, {mode}, "
           f"ROS domain {domain}; run folder {out}")  # fmt: skip
-    limit = 90.0 + profile.duration * (2.0 if args.lockstep else 1.5)
+    # Isaac Sim's first start (Kit, shader caches, the Spot USD from the assets root) takes minutes.
+    limit = (90.0 if args.backend == "mujoco" else 600.0) + profile.duration * (2.0 if args.lockstep else 1.5)
     started = time.monotonic()
     try:
         run_nodes(specs, bringup.profile_player(args.profile), out, profile, limit)

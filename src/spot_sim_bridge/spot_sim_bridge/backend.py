@@ -1,7 +1,14 @@
-"""The interface every simulator backend implements (MuJoCo now, Isaac Sim later).
+"""The interface every simulator backend implements (``MujocoSpot``, ``IsaacSpot``).
 
 The bridge node talks only to this interface, so swapping physics engines cannot change what the
-policy node sees. No ROS imports here: the core is tested without a ROS graph.
+policy node sees. No ROS imports here: the core is tested without a ROS graph. What a backend must
+do to stand in for the robot is checked by ``test/test_backend_conformance.py``, one suite run
+against every backend.
+
+The interface is: reset; set gains and targets (a PD law the backend runs at physics rate, limp
+for the safe behaviour, an optional whole-step command delay); step one physics step or a control
+period's worth; read state. The rest are domain parameters (friction, payload, push, placing the
+base) and two facts the conformance suite checks against (joint limits, determinism).
 
 Conventions (the same as the topic contract and Isaac Lab's observations):
 - joint arrays are in Isaac Lab articulation order (``contract.ISAAC_JOINT_ORDER``);
@@ -24,6 +31,15 @@ DEFAULT_JOINT_POS: dict[str, float] = {
     **{f"{leg}_hy": (0.9 if leg.startswith("f") else 1.1) for leg in contract.LEGS},
     **{f"{leg}_kn": -1.5 for leg in contract.LEGS},
 }
+
+
+class BackendUnavailable(ValueError):
+    """A backend that exists but cannot run on this machine (its simulator is not installed).
+
+    A ``ValueError`` because it is a configuration problem of the ``backend`` parameter, reported
+    as one line like an unknown backend name.
+    """
+
 
 #: Isaac Lab Spot actuator gains (both hip and knee groups), N*m/rad and N*m*s/rad.
 ISAAC_KP = 60.0
@@ -82,6 +98,9 @@ class SimBackend(Protocol):
     caller only sets targets at its own rate and steps.
     """
 
+    #: Whether two fresh instances fed the same calls give bit-identical states (lockstep replays).
+    deterministic: bool
+
     @property
     def joint_names(self) -> tuple[str, ...]:
         """Joint order of every array this backend takes or returns (Isaac order)."""
@@ -90,6 +109,10 @@ class SimBackend(Protocol):
     @property
     def physics_dt(self) -> float:
         """Seconds per physics step."""
+        ...
+
+    def joint_limits(self) -> np.ndarray:
+        """(12, 2) [lower, upper] position limits (rad) the simulated joints enforce, Isaac order."""
         ...
 
     def reset(self, joint_pos: dict[str, float] | None = None, base_height: float | None = None) -> None:
@@ -130,4 +153,14 @@ class SimBackend(Protocol):
 
     def set_payload(self, kg: float) -> None:
         """Mass added to the body at its center of mass (replaces any earlier payload)."""
+        ...
+
+    def set_base_state(
+        self,
+        pos: np.ndarray | None = None,
+        quat: np.ndarray | None = None,
+        lin_vel_world: np.ndarray | None = None,
+        ang_vel_world: np.ndarray | None = None,
+    ) -> None:
+        """Place or throw the base (scenarios, conformance checks); ``None`` leaves that part as it is."""
         ...

@@ -35,8 +35,8 @@ from spot_policy.policy_spec import PolicySpec
 from spot_policy.stats import Rolling
 from spot_sim_bridge.backend import RobotState, SimBackend
 
-#: Backends this package can build by name (an Isaac Sim backend is a later issue).
-BACKENDS: tuple[str, ...] = ("mujoco",)
+#: Backends this package can build by name ("isaac" needs Isaac Sim 5.x installed: docs/ISAAC_SIM.md).
+BACKENDS: tuple[str, ...] = ("mujoco", "isaac")
 #: Isaac Lab randomizes the actuator delay over 0-4 physics steps at 500 Hz: 0-8 ms.
 MAX_COMMAND_DELAY_MS = 8.0
 
@@ -90,15 +90,26 @@ def load_actuation(policy: str | Path, logs_root: Path | None = None, policies_d
     return Actuation.from_spec(load_spec(locate_run(policy, logs_root, policies_dir)))
 
 
-def make_backend(name: str, physics_dt: float, friction: float = 0.8, payload_kg: float = 0.0) -> SimBackend:
-    """Build a backend by name; an unknown name is a ``ValueError`` that lists what exists."""
+def make_backend(
+    name: str, physics_dt: float, friction: float = 0.8, payload_kg: float = 0.0, asset_path: str | None = None
+) -> SimBackend:
+    """Build a backend by name; an unknown name is a ``ValueError`` that lists what exists.
+
+    ``asset_path``: the robot model to load instead of the backend's own (MuJoCo: an MJCF file;
+    Isaac Sim: a Spot USD, default the assets root's BostonDynamics spot.usd). A backend whose
+    simulator is not installed raises :class:`~spot_sim_bridge.backend.BackendUnavailable` at once,
+    saying what to install. Simulators are imported only here, for the backend asked for.
+    """
     if name == "mujoco":
         from spot_sim_bridge.mujoco_backend import MujocoSpot  # imports MuJoCo (and picks its GL) lazily
 
-        return MujocoSpot(physics_dt=physics_dt, friction=friction, payload_kg=payload_kg)
-    raise ValueError(
-        f"backend '{name}' does not exist; available: {', '.join(BACKENDS)} (an Isaac Sim backend is planned)"
-    )
+        return MujocoSpot(physics_dt=physics_dt, friction=friction, payload_kg=payload_kg, model_path=asset_path)
+    if name == "isaac":
+        from spot_sim_bridge.isaac_backend import IsaacSpot, require_isaacsim  # no isaacsim import yet
+
+        require_isaacsim()
+        return IsaacSpot(physics_dt=physics_dt, friction=friction, payload_kg=payload_kg, usd_path=asset_path)
+    raise ValueError(f"backend '{name}' does not exist; available: {', '.join(BACKENDS)}")
 
 
 def command_delay_steps(delay_ms: float, physics_dt: float) -> int:

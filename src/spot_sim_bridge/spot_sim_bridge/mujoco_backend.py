@@ -60,6 +60,9 @@ def _as_joint_array(value: float | np.ndarray, what: str) -> np.ndarray:
 class MujocoSpot:
     """Spot in MuJoCo behind the :class:`~spot_sim_bridge.backend.SimBackend` interface."""
 
+    #: MuJoCo on one machine: the same calls on fresh instances give bit-identical states.
+    deterministic = True
+
     def __init__(
         self,
         *,
@@ -146,6 +149,10 @@ class MujocoSpot:
     @property
     def physics_dt(self) -> float:
         return float(self._model.opt.timestep)
+
+    def joint_limits(self) -> np.ndarray:
+        """The hinges' ranges from the model, (12, 2) rad in Isaac order."""
+        return np.array([self._model.joint(name).range for name in self._joint_names], dtype=np.float64)
 
     def reset(self, joint_pos: dict[str, float] | None = None, base_height: float | None = None) -> None:
         """At rest in ``joint_pos`` (default pose), level, lowest point on the floor, PD holding it."""

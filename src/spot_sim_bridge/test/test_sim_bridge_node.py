@@ -30,6 +30,7 @@ from spot_policy import contract
 from spot_policy.onnx_mlp import random_mlp
 from spot_policy.policy_node import PolicyNode
 from spot_sim_bridge.backend import quat_to_matrix
+from spot_sim_bridge.isaac_backend import isaac_unavailable_reason
 from spot_sim_bridge.sim_bridge_node import SimBridgeNode
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "spot_policy_node" / "test"))
@@ -411,17 +412,22 @@ def test_gui_without_a_display_runs_headless(run: Path, monkeypatch: pytest.Monk
 def test_executable_with_the_shipped_params_file_and_its_errors(run: Path, ros_domain_id: int) -> None:
     exe = Path(sys.executable).with_name("sim_bridge")
     env = dict(os.environ)
-    bad = subprocess.run(
-        [str(exe), "--ros-args", "--params-file", str(CONFIG), "-p", f"policy:={run}", "-p", "backend:=isaac"],
-        capture_output=True,
-        text=True,
-        timeout=30,
-        env=env,
-    )
-    assert bad.returncode == 2
-    assert bad.stderr.strip().splitlines()[-1] == (
-        "sim_bridge: parameter backend is 'isaac'; available: mujoco (an Isaac Sim backend is planned)"
-    )
+
+    def refused(backend: str) -> str:
+        bad = subprocess.run(
+            [str(exe), "--ros-args", "--params-file", str(CONFIG), "-p", f"policy:={run}", "-p", f"backend:={backend}"],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            env=env,
+        )
+        assert bad.returncode == 2, bad.stderr
+        return bad.stderr.strip().splitlines()[-1]
+
+    assert refused("gazebo") == "sim_bridge: parameter backend is 'gazebo'; available: mujoco, isaac"
+    missing_isaac = isaac_unavailable_reason()
+    if missing_isaac is not None:  # where Isaac Sim is not installed: one line saying what to install
+        assert refused("isaac") == f"sim_bridge: {missing_isaac}"
     proc = subprocess.Popen(
         [str(exe), "--ros-args", "--params-file", str(CONFIG), "-p", f"policy:={run}", "-p", "mode:=lockstep"],
         stdout=subprocess.PIPE,
