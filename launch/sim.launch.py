@@ -7,7 +7,7 @@ The node set and parameter files come from spot_policy.bringup, the same descrip
 `spot-policy sim` starts without ros2 launch.
 """
 
-from launch.actions import DeclareLaunchArgument, OpaqueFunction
+from launch.actions import DeclareLaunchArgument, ExecuteProcess, OpaqueFunction
 from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import Node
 
@@ -20,7 +20,7 @@ ARGUMENTS = {
     "realtime": ("true", "true: paced to the wall clock; false: lockstep, as fast as possible"),
     "gui": ("false", "open the simulator's viewer window (needs a display)"),
     "joy": ("false", "also start joy_node (package joy) for a gamepad"),
-    "record": ("false", "record every contract topic to an MCAP bag"),
+    "record": ("false", "record the contract and debug topics to an MCAP bag (ros2 bag, else the recorder)"),
     "record_dir": ("runs/bag", "bag folder when record:=true"),
 }
 
@@ -29,9 +29,10 @@ def _nodes(context):
     arg = {name: LaunchConfiguration(name).perform(context) for name in ARGUMENTS}
     on = {name: arg[name].lower() in ("true", "1", "yes") for name in arg}
     specs = bringup.sim_nodes(arg["policy"], arg["backend"], on["realtime"], on["gui"], teleop=True, joy=on["joy"])
-    if on["record"]:
+    bag = bringup.bag_record_command(arg["record_dir"]) if on["record"] else None
+    if on["record"] and bag is None:
         specs.append(bringup.recorder(arg["record_dir"]))
-    return [
+    actions = [
         Node(
             package=s.package,
             executable=s.executable,
@@ -41,6 +42,9 @@ def _nodes(context):
         )
         for s in specs
     ]
+    if bag is not None:  # ros2 bag record, where rosbag2 is installed
+        actions.append(ExecuteProcess(cmd=bag, output="screen"))
+    return actions
 
 
 def generate_launch_description() -> LaunchDescription:

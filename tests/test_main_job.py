@@ -9,8 +9,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from rosbags.rosbag2 import Reader
 
 from spot_policy import paths
+from spot_policy.loader import load_policy
+from spot_policy.replay import read_recording, replay
 from spot_policy.run_report import read_run
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src" / "spot_policy_node" / "test"))
@@ -55,6 +58,16 @@ def test_stand_profile_holds_the_default_pose_for_10_s(mode: str, stand_in_polic
     assert np.ptp(data.position[last, 0]) < 0.01 and np.ptp(data.position[last, 1]) < 0.01
     for name in ("bag/metadata.yaml", "tracking.png", "logs/sim_bridge.log", "logs/policy_node.log"):
         assert (out / name).is_file(), name
+    # The bag holds the contract topics the run publishes and the policy node's debug stream.
+    with Reader(out / "bag") as reader:
+        topics = {c.topic for c in reader.connections}
+    contract_topics = {"/joint_states", "/imu/data", "/odom", "/cmd_vel", "/joint_command", "/diagnostics", "/clock"}
+    debug_topics = {f"/policy_node/{n}" for n in ("step", "events")}  # observation/action: walk steps only
+    assert contract_topics | debug_topics | {"/profile/segment"} <= topics, topics
+    if mode == "lockstep":  # and replays exactly (in real time a best-effort sensor message may be dropped)
+        policy = load_policy(stand_in_policy, providers=["cpu"], log=lambda _m: None)
+        report = replay(read_recording(out / "bag"), policy)
+        assert report.passed and report.steps > 400, report.first_divergence
 
 
 @pytest.mark.skipif(not SHIPPED.is_dir(), reason="the walking policy config/policies/spot_flat_mjx is not shipped yet")

@@ -16,7 +16,7 @@ record`` does, so topics that never publish do not appear. Also home of what the
 from __future__ import annotations
 
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -24,6 +24,7 @@ from typing import Any
 
 from rosbags.interfaces import Connection, Qos, QosDurability, QosHistory, QosLiveliness, QosReliability, QosTime
 from rosbags.rosbag2 import StoragePlugin, Writer
+from rosbags.rosbag2.enums import CompressionFormat, CompressionMode
 from rosbags.serde import SerdeError
 from rosbags.typesys import Stores, get_typestore
 from rosbags.typesys.store import Typestore
@@ -56,6 +57,14 @@ class TopicQos:
             liveliness=QosLiveliness.AUTOMATIC,
             liveliness_lease_duration=_UNSPECIFIED,
             avoid_ros_namespace_conventions=False,
+        )
+
+    @staticmethod
+    def from_rosbags(qos: Qos) -> TopicQos:
+        return TopicQos(
+            reliable=qos.reliability == QosReliability.RELIABLE,
+            depth=int(qos.depth) or 10,
+            transient_local=qos.durability == QosDurability.TRANSIENT_LOCAL,
         )
 
 
@@ -111,10 +120,11 @@ class BagRecorder:
     """A rosbag2/MCAP bag open for writing; ``write()`` may be called from any thread.
 
     Use as a context manager or call :meth:`close` exactly once: only closing writes the MCAP
-    summary and ``metadata.yaml``.
+    summary and ``metadata.yaml``. ``compress=True`` zstd-compresses the MCAP chunks (rosbag2's
+    ``zstd_fast`` storage preset does the same): every MCAP reader decompresses them itself.
     """
 
-    def __init__(self, path: str | Path, *, typestore: Typestore | None = None) -> None:
+    def __init__(self, path: str | Path, *, typestore: Typestore | None = None, compress: bool = False) -> None:
         self.path = Path(path)
         prepare_output(self.path)
         self._typestore = typestore or default_typestore()
@@ -123,6 +133,8 @@ class BagRecorder:
         self._connections: dict[str, Connection] = {}
         self._counts: dict[str, int] = {}
         self._writer: Writer | None = Writer(self.path, version=BAG_VERSION, storage_plugin=StoragePlugin.MCAP)
+        if compress:
+            self._writer.set_compression(CompressionMode.STORAGE, CompressionFormat.ZSTD)
         self._writer.open()
 
     @property
@@ -193,3 +205,23 @@ class BagRecorder:
     ) -> None:
         # Close on errors too: what was recorded up to a failure is what one needs to debug it.
         self.close()
+
+
+def copy_bag(
+    src: str | Path, dst: str | Path, *, keep: Callable[[str], bool] | None = None, compress: bool = True
+) -> dict[str, int]:
+    """Rewrite a bag with the topics ``keep`` accepts (default: all), zstd chunks by default.
+
+    For a recording to commit or send: drop what is not needed (diagnostics, say) and compress.
+    Times, bytes and offered QoS are kept as they were. Returns the messages written per topic.
+    """
+    from rosbags.rosbag2 import Reader
+
+    with Reader(Path(src)) as reader, BagRecorder(dst, compress=compress) as out:
+        connections = [c for c in reader.connections if keep is None or keep(c.topic)]
+        for conn in connections:
+            offered = [TopicQos.from_rosbags(q) for q in conn.ext.offered_qos_profiles]
+            out.set_qos(conn.topic, offered or RELIABLE)
+        for conn, timestamp, raw in reader.messages(connections=connections):
+            out.write(conn.topic, conn.msgtype, raw, timestamp)
+        return out.counts

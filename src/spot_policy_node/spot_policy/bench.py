@@ -312,6 +312,12 @@ try:  # optional: the simulator's sections live with the simulator
     SECTIONS.update(_SIM_SECTIONS)
 except ImportError:
     pass
+try:  # optional: the robot link's sections live with the robot bridge
+    from spot_hw_bridge.bench_hw import SECTIONS as _HW_SECTIONS
+
+    SECTIONS.update(_HW_SECTIONS)
+except ImportError:
+    pass
 
 
 # ---------------------------------------------------------------------------- output

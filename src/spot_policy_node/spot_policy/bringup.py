@@ -114,3 +114,46 @@ def profile_player(profile: str, sim_time: bool = True) -> NodeSpec:
 
 def recorder(out: Path, sim_time: bool = True) -> NodeSpec:
     return NodeSpec("spot_policy", "recorder", "recorder", (), {"out": str(out), "use_sim_time": sim_time})
+
+
+def bag_record_command(out: str | Path, sim_time: bool = True) -> list[str] | None:
+    """argv of ``ros2 bag record`` (MCAP) for the recorder's topics, or None where ``ros2`` is absent.
+
+    ``record:=true`` prefers rosbag2 (it adapts its QoS to each publisher, as the in-project
+    recorder does) and falls back to :func:`recorder`: both record the same topics.
+    """
+    ros2 = shutil.which("ros2")
+    if ros2 is None:
+        return None
+    from spot_policy.recorder_node import DEFAULT_TOPICS  # rclpy: only where ros2 exists
+
+    topics = ["/" + entry.split(":")[0] for entry in DEFAULT_TOPICS]
+    return [ros2, "bag", "record", "-s", "mcap", "-o", str(out), *(["--use-sim-time"] if sim_time else []), *topics]
+
+
+def robot_nodes(
+    policy: str = "spot_flat_mjx",
+    hostname: str = "",
+    teleop: bool = True,
+    joy: bool = False,
+    extra_bridge_params: dict[str, Any] | None = None,
+) -> list[NodeSpec]:
+    """The robot bring-up: hw bridge + policy node (+ teleop, + joy_node), all on wall time.
+
+    The policy node is the simulation's spec with the timer trigger: the robot streams state at
+    its own rate, the policy steps at its control rate. ``hostname`` empty: the bridge's
+    parameter file, then ``$SPOT_IP``.
+    """
+    bridge: dict[str, Any] = {"policy": policy, "use_sim_time": False}
+    if hostname:
+        bridge["hostname"] = hostname
+    bridge.update(extra_bridge_params or {})
+    nodes = [
+        NodeSpec("spot_hw_bridge", "hw_bridge", "hw_bridge", ("hw_bridge.yaml",), bridge),
+        policy_node(policy, "timer", False),
+    ]
+    if teleop:
+        nodes.append(teleop_node(sim_time=False))
+    if joy:
+        nodes.append(joy_node())
+    return nodes

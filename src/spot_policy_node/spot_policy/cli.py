@@ -19,6 +19,9 @@ examples:
   spot-policy bench --json
   spot-policy sim                                  # default profile, shipped policy, real time
   spot-policy sim --profile stand --lockstep --out runs/stand
+  spot-policy robot --emulator --profile default --out runs/robot   # the robot path on the Spot API emulator
+  spot-policy emulator --port 50443 --fault estop@30               # a Spot to dry-run robot.launch.py against
+  spot-policy replay runs/stand/bag --policy spot_flat_mjx --out runs/stand/replay
 """
 
 
@@ -60,6 +63,21 @@ def cmd_bench(args: argparse.Namespace) -> int:
     from spot_policy import bench
 
     return bench.main(args)
+
+
+def cmd_replay(args: argparse.Namespace) -> int:
+    from spot_policy import replay
+
+    return replay.main(args)
+
+
+def cmd_emulator(args: argparse.Namespace) -> int:
+    try:
+        from spot_hw_bridge.emulator import server
+    except ImportError as exc:
+        print(f"spot-policy emulator: error: {exc}; fix: run scripts/setup (installs spot_hw_bridge)", file=sys.stderr)
+        return 2
+    return server.main(args)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -109,6 +127,46 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sim_job.add_arguments(p)
     p.set_defaults(func=lambda a: sim_job.main(a))
+
+    p = sub.add_parser(
+        "replay",
+        help="re-run a recorded bag through the policy offline and compare with what the node published",
+        description="Feed a bag's inputs, steps and mode switches to the policy core (no DDS) and compare "
+        "joint_command, observations and raw actions with the recording: max/mean error per joint and per "
+        "observation term, the first divergence, a plot. Exit 1 beyond the tolerance. With another policy "
+        "than the recorded one: a comparison of the two, no verdict.",
+    )
+    p.add_argument("bag", type=Path, help="a rosbag2 bag folder (or its .mcap) recorded with the policy node")
+    p.add_argument("--policy", required=True, help="run folder, policy.onnx or shipped policy name to replay with")
+    p.add_argument("--out", type=Path, default=None, help="folder to write replay.json and replay.png into")
+    p.add_argument("--tolerance", type=float, default=1e-6, help="largest accepted absolute difference (default: 1e-6)")
+    p.set_defaults(func=cmd_replay)
+
+    from spot_policy import robot_job
+
+    p = sub.add_parser(
+        "robot",
+        help="the robot path end to end: hw bridge + policy node on the Spot API emulator (or a Spot)",
+        description="Start the hw bridge, the policy node, a profile player and a recorder as separate processes "
+        "over DDS (the same nodes and parameter files as robot.launch.py) against the Spot API emulator "
+        "(--emulator) or a real Spot (--hostname), play the profile, and write the sim job's run folder.",
+    )
+    robot_job.add_arguments(p)
+    p.set_defaults(func=lambda a: robot_job.main(a))
+
+    p = sub.add_parser(
+        "emulator",
+        help="serve the Spot API (TLS gRPC, MuJoCo body) for dry runs of the robot set-up, with faults",
+        description="A Spot API emulator bosdyn-client talks to as to a robot: it accepts the login in "
+        "BOSDYN_CLIENT_USERNAME/BOSDYN_CLIENT_PASSWORD, prints its port and CA certificate, and injects faults.",
+    )
+    p.set_defaults(func=cmd_emulator)
+    try:  # the emulator lives in spot_hw_bridge; without it the command says how to get it
+        from spot_hw_bridge.emulator.server import add_arguments as add_emulator_arguments
+
+        add_emulator_arguments(p)
+    except ImportError:
+        pass
     return parser
 
 

@@ -335,6 +335,11 @@ class PolicyController:
         return targets
 
     @property
+    def last_observation(self) -> np.ndarray:
+        """The observation of the last walk step: the builder's buffer, valid until the next step."""
+        return self.observations.obs
+
+    @property
     def cmd_vel_fresh(self) -> bool:
         """Whether the last walk step had a live cmd_vel (False: it commanded zero)."""
         return self._cmd_vel_was_fresh

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 import sys
 import time
 from array import array
@@ -22,7 +21,7 @@ from rclpy.clock import Clock, ClockType
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 from sensor_msgs.msg import Imu, JointState
-from std_msgs.msg import Float32MultiArray, Int64MultiArray, MultiArrayDimension, String
+from std_msgs.msg import Float32MultiArray, Int64MultiArray, String
 from std_srvs.srv import Trigger
 
 from spot_policy import contract, paths
@@ -125,39 +124,54 @@ class PolicyNode(Node):
     def _now(self) -> float:
         return self.get_clock().now().nanoseconds * 1e-9
 
+    def _input(self, offset: int, stamp) -> int:
+        """Note an input's arrival in the view (before the controller sees it); returns the clock in ns."""
+        now_ns = self.get_clock().now().nanoseconds
+        self.view.state(offset, stamp.sec * 1_000_000_000 + stamp.nanosec, now_ns)
+        self._op, self._op_ns = "input", now_ns
+        return now_ns
+
     def _on_joint_states(self, msg: JointState) -> None:
-        now = self._now()
-        self.controller.joint_state(msg.name, msg.position, msg.velocity, now, stamp_seconds(msg.header.stamp))
-        self._maybe_input_step(now)
+        now_ns = self._input(debug.JOINT_STATES, msg.header.stamp)
+        self.controller.joint_state(
+            msg.name, msg.position, msg.velocity, now_ns * 1e-9, stamp_seconds(msg.header.stamp)
+        )
+        self._maybe_input_step(now_ns)
 
     def _on_imu(self, msg: Imu) -> None:
         o, w = msg.orientation, msg.angular_velocity
-        now = self._now()
-        self.controller.imu((o.x, o.y, o.z, o.w), (w.x, w.y, w.z), now, stamp_seconds(msg.header.stamp))
-        self._maybe_input_step(now)
+        now_ns = self._input(debug.IMU, msg.header.stamp)
+        self.controller.imu((o.x, o.y, o.z, o.w), (w.x, w.y, w.z), now_ns * 1e-9, stamp_seconds(msg.header.stamp))
+        self._maybe_input_step(now_ns)
 
     def _on_odom(self, msg: Odometry) -> None:
         v = msg.twist.twist.linear
-        now = self._now()
-        self.controller.odom((v.x, v.y, v.z), now, stamp_seconds(msg.header.stamp))
-        self._maybe_input_step(now)
+        now_ns = self._input(debug.ODOM, msg.header.stamp)
+        self.controller.odom((v.x, v.y, v.z), now_ns * 1e-9, stamp_seconds(msg.header.stamp))
+        self._maybe_input_step(now_ns)
 
     def _on_cmd_vel(self, msg: Twist) -> None:
-        self.controller.cmd_vel(msg.linear.x, msg.linear.y, msg.angular.z, self._now())
+        now_ns = self.get_clock().now().nanoseconds
+        self.view.cmd_vel(now_ns)
+        self._op, self._op_ns = "input", now_ns
+        self.controller.cmd_vel(msg.linear.x, msg.linear.y, msg.angular.z, now_ns * 1e-9)
 
     # ---------------------------------------------------------------- stepping
-    def _maybe_input_step(self, now: float) -> None:
+    def _maybe_input_step(self, now_ns: int) -> None:
         if self.trigger == "input" and self.controller.input_step_due():
-            self._publish(self.controller.step(now), now)
+            self._op = "step"
+            self._publish(self.controller.step(now_ns * 1e-9), now_ns)
 
     def _on_control_timer(self) -> None:
-        now = self._now()
+        now_ns = self.get_clock().now().nanoseconds
         if self.trigger == "timer":
-            self._publish(self.controller.step(now), now)
+            self._op, self._op_ns = "step", now_ns
+            self._publish(self.controller.step(now_ns * 1e-9), now_ns)
         else:
-            self.controller.check_watchdogs(now)
+            self._op, self._op_ns = "check", now_ns
+            self.controller.check_watchdogs(now_ns * 1e-9)
 
-    def _publish(self, command: Command | None, now: float) -> None:
+    def _publish(self, command: Command | None, now_ns: int) -> None:
         if command is None:
             return
         # One message, reused: generated message setters validate lists element by element, but
@@ -171,14 +185,73 @@ class PolicyNode(Node):
         positions = array("d")
         positions.frombytes(command.positions.tobytes())
         msg.position = positions
-        sec = math.floor(now)
-        msg.header.stamp = TimeMsg(sec=sec, nanosec=min(999_999_999, round((now - sec) * 1e9)))
+        sec, nanosec = divmod(now_ns, 1_000_000_000)
+        msg.header.stamp = TimeMsg(sec=sec, nanosec=nanosec)
         self.command_pub.publish(msg)
+        if self.publish_debug:  # after the command: its latency stays that of the command alone
+            self._publish_step(now_ns)
+
+    # ---------------------------------------------------------------- debug stream
+    def _setup_debug(self, config: ControllerConfig) -> None:
+        spec = self.loaded.spec
+        self.step_pub = self.create_publisher(Int64MultiArray, f"~/{debug.TOPIC_STEP}", DEBUG_QOS)
+        self.obs_pub = self.create_publisher(Float32MultiArray, f"~/{debug.TOPIC_OBSERVATION}", DEBUG_QOS)
+        self.action_pub = self.create_publisher(Float32MultiArray, f"~/{debug.TOPIC_ACTION}", DEBUG_QOS)
+        self.events_pub = self.create_publisher(String, f"~/{debug.TOPIC_EVENTS}", EVENTS_QOS)
+        # Each step publishes serialized bytes: a constant layout prefix + the values (cheap).
+        self._step_prefix = debug.multiarray_prefix("step", len(debug.STEP_FIELDS), 8)
+        self._obs_prefix = debug.multiarray_prefix("obs", spec.obs_dim, 4)
+        self._action_prefix = debug.multiarray_prefix("action", spec.action_dim, 4)
+        self._event(
+            "start",
+            node=f"{self.get_namespace().rstrip('/')}/{self.get_name()}",
+            policy=str(spec.run_dir),
+            onnx=str(spec.onnx_path),
+            onnx_sha256=hashlib.sha256(spec.onnx_path.read_bytes()).hexdigest(),
+            provider=self.loaded.model.provider,
+            trigger=self.trigger,
+            control_dt=spec.control_dt,
+            config=asdict(config),
+            obs_terms=[[t.name, t.func, t.start, t.stop] for t in spec.obs_terms],
+            action_joints=list(spec.action.joint_names),
+            step_fields=list(debug.STEP_FIELDS),
+        )
+
+    def _publish_step(self, now_ns: int) -> None:
+        """The step record, and for a policy step its observation and raw action (no recomputation)."""
+        self._seq += 1
+        record = self.view.record
+        record[0], record[1] = self._seq, now_ns
+        self.step_pub.publish(self._step_prefix + record.tobytes())
+        controller = self.controller
+        if controller.mode is Mode.WALK:
+            self.obs_pub.publish(self._obs_prefix + controller.last_observation.tobytes())
+            self.action_pub.publish(self._action_prefix + controller.last_action.tobytes())
+
+    def _event(self, event: str, **fields: object) -> None:
+        """One ``~/events`` record: what happened, when, in which mode, after which inputs."""
+        if not self.publish_debug:
+            return
+        if event != "start":
+            self._seq += 1
+        record = {
+            "seq": self._seq,
+            "event": event,
+            "t_ns": self._op_ns,
+            "op": self._op,
+            "mode": self.controller.mode.value,
+            **fields,
+            "inputs": self.view.as_dict(),
+        }
+        self.events_pub.publish(String(data=json.dumps(record)))
 
     # ---------------------------------------------------------------- services
     def _mode_service(self, mode: Mode):
         def handle(_request: Trigger.Request, response: Trigger.Response) -> Trigger.Response:
-            response.success, response.message = self.controller.request(mode, self._now())
+            now_ns = self.get_clock().now().nanoseconds
+            self._op, self._op_ns = "service", now_ns
+            response.success, response.message = self.controller.request(mode, now_ns * 1e-9)
+            self._event("request", requested=mode.value, accepted=response.success, message=response.message)
             if not response.success:
                 self.get_logger().warning(
                     f"~/{mode.value if mode is not Mode.IDLE else 'stop'} refused: {response.message}"
@@ -188,7 +261,9 @@ class PolicyNode(Node):
         return handle
 
     def _on_reset(self, _request: Trigger.Request, response: Trigger.Response) -> Trigger.Response:
+        self._op, self._op_ns = "service", self.get_clock().now().nanoseconds
         response.success, response.message = self.controller.reset()
+        self._event("reset", accepted=response.success, message=response.message)
         return response
 
     def _on_event(self, level: str, message: str) -> None:
@@ -200,6 +275,7 @@ class PolicyNode(Node):
             log.warning(message)
         else:
             log.info(message)
+        self._event("log", level=level, message=message)
 
     # ---------------------------------------------------------------- diagnostics
     def _publish_diagnostics(self) -> None:

@@ -44,7 +44,7 @@ from spot_policy.bag_recorder import (
 
 NODE_NAME = "recorder"
 #: Topics on which a best-effort subscription is the compatible choice (any publisher QoS).
-LATCHED_TOPICS = frozenset({contract.TOPIC_PROFILE_SEGMENT})
+LATCHED_TOPICS = frozenset({contract.TOPIC_PROFILE_SEGMENT, "policy_node/events"})
 BEST_EFFORT_TOPICS = frozenset({contract.TOPIC_JOINT_STATES, contract.TOPIC_IMU, contract.TOPIC_ODOM, "clock"})
 #: Deep queues: a lockstep run publishes in bursts much faster than real time.
 QUEUE_DEPTH = 1000
@@ -61,6 +61,9 @@ DEFAULT_TOPICS: tuple[str, ...] = (
     f"{contract.TOPIC_PROFILE_SEGMENT}:std_msgs/msg/String",
     "policy_node/observation:std_msgs/msg/Float32MultiArray",
     "policy_node/action:std_msgs/msg/Float32MultiArray",
+    # What `spot-policy replay` needs to re-run the node (spot_policy.debug_stream).
+    "policy_node/step:std_msgs/msg/Int64MultiArray",
+    "policy_node/events:std_msgs/msg/String",
 )
 
 

@@ -137,7 +137,8 @@ def main(args: argparse.Namespace) -> int:
         teleop=False,
         extra_bridge_params=bridge_params,
     )
-    specs.append(bringup.recorder(out / "bag"))
+    # The recorder first: subscribed before the policy node's first step (replay needs every one).
+    specs.insert(0, bringup.recorder(out / "bag"))
     mode = "lockstep" if args.lockstep else "realtime"
     print(f"spot-policy sim: profile '{profile.name}' ({profile.duration:.1f} s), policy {args.policy}, {mode}, "
           f"ROS domain {domain}; run folder {out}")  # fmt: skip

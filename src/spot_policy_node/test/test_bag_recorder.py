@@ -36,7 +36,7 @@ from rclpy.serialization import deserialize_message, serialize_message
 from rosbags.rosbag2 import Reader
 from rosgraph_msgs.msg import Clock
 from sensor_msgs.msg import Imu, JointState, Joy
-from std_msgs.msg import Float32MultiArray, MultiArrayDimension, String
+from std_msgs.msg import Float32MultiArray, Int64MultiArray, MultiArrayDimension, String
 
 from spot_policy import contract
 from spot_policy.bag_recorder import SENSOR_DATA, BagRecorder, BagRecorderError, default_typestore, deserialize_cdr
@@ -81,6 +81,8 @@ def sample_messages(i: int) -> dict[str, tuple[str, object]]:
         "/profile/segment": ("std_msgs/msg/String", String(data=f'{{"segment": "s{i}", "index": {i}, "t": 1.0}}')),
         "/policy_node/observation": ("std_msgs/msg/Float32MultiArray", obs),
         "/policy_node/action": ("std_msgs/msg/Float32MultiArray", Float32MultiArray(data=[0.5] * 12)),
+        "/policy_node/step": ("std_msgs/msg/Int64MultiArray", Int64MultiArray(data=[i, 10**18 + i] + [0] * 11)),
+        "/policy_node/events": ("std_msgs/msg/String", String(data=f'{{"seq": {i}, "event": "log"}}')),
     }
 
 
@@ -253,7 +255,8 @@ def test_node_records_every_message_at_sim_time(ros_context: Context, tmp_path: 
     def qos(topic: str) -> QoSProfile:
         if topic in SENSOR_TOPICS - {"/clock"}:
             return qos_profile_sensor_data
-        return latched if topic == f"/{contract.TOPIC_PROFILE_SEGMENT}" else reliable  # as the profile player
+        # as the profile player and the policy node's events
+        return latched if topic in (f"/{contract.TOPIC_PROFILE_SEGMENT}", "/policy_node/events") else reliable
 
     publishers = {
         topic: publisher_node.create_publisher(type(msg), topic, qos(topic)) for topic, (_, msg) in samples.items()
