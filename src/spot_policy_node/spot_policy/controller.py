@@ -88,6 +88,7 @@ class PolicyController:
         self._out_names: tuple[str, ...] = contract.ISAAC_JOINT_ORDER
         self.missing_joints: tuple[str, ...] = contract.ISAAC_JOINT_ORDER
         self._joint_state_valid = False
+        self._joint_effort: np.ndarray | None = None
         # Input-triggered mode: the stamp of the joint_states that asked for a step, and the
         # newest stamp seen per input (a step waits for imu/odom of the same instant).
         self._pending_stamp: float | None = None
@@ -103,7 +104,13 @@ class PolicyController:
 
     # ------------------------------------------------------------------ inputs
     def joint_state(
-        self, names: Sequence[str], position: Sequence[float], velocity: Sequence[float], now: float, stamp: float = 0.0
+        self,
+        names: Sequence[str],
+        position: Sequence[float],
+        velocity: Sequence[float],
+        now: float,
+        stamp: float = 0.0,
+        effort: Sequence[float] = (),
     ) -> None:
         names = tuple(names)
         if names != self._layout:
@@ -126,6 +133,8 @@ class PolicyController:
             return
         self.m.joint_pos[:] = q
         self.m.joint_vel[:] = dq
+        tau = np.asarray(effort, dtype=float)
+        self._joint_effort = tau[self._layout_index] if tau.size == len(names) else None
         self._joint_state_valid = True
         self._seen(rules.INPUT_JOINT_STATES, now, stamp)
         self._pending_stamp = stamp
@@ -213,7 +222,7 @@ class PolicyController:
         if problems:
             return False, f"cannot {mode.value}: " + "; ".join(problems)
         if mode is Mode.STAND:
-            self._stand_from = self.m.joint_pos.copy()
+            self._stand_from = self._bumpless_start()
             self._stand_t0 = now
             self._enter(Mode.STAND, f"stand: moving to the default pose over {self.config.stand_duration_s:.1f} s")
             return True, "standing"
@@ -290,6 +299,21 @@ class PolicyController:
         self.last_targets = targets
         self.step_us.add((time.perf_counter() - t0) * 1e6)
         return Command(self._out_names, targets)
+
+    def _bumpless_start(self) -> np.ndarray:
+        """Where stand starts: the target that reproduces the torque the joints carry now.
+
+        From tau = kp (q* - q) - kd dq: q* = q + (tau + kd dq) / kp. A limp robot (tau ~ 0) starts
+        from its measured pose; one held up by any controller (the bridge's reset hold, the robot's
+        own stand) keeps exactly its torque at the hand-over instead of first sagging under the
+        policy's soft gains. Without efforts in joint_states, the measured pose.
+        """
+        q = self.m.joint_pos.copy()
+        tau = self._joint_effort
+        if tau is None or not rules.all_finite(tau):
+            return q
+        start = q + (tau + self.spec.damping * self.m.joint_vel) / self.spec.stiffness
+        return np.clip(start, self.spec.joint_lower, self.spec.joint_upper)
 
     def _stand_targets(self, now: float) -> np.ndarray:
         start = self._stand_from if self._stand_from is not None else self.m.joint_pos

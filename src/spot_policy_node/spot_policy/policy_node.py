@@ -134,7 +134,7 @@ class PolicyNode(Node):
     def _on_joint_states(self, msg: JointState) -> None:
         now_ns = self._input(debug.JOINT_STATES, msg.header.stamp)
         self.controller.joint_state(
-            msg.name, msg.position, msg.velocity, now_ns * 1e-9, stamp_seconds(msg.header.stamp)
+            msg.name, msg.position, msg.velocity, now_ns * 1e-9, stamp_seconds(msg.header.stamp), msg.effort
         )
         self._maybe_input_step(now_ns)
 

@@ -10,7 +10,7 @@ import yaml
 MODES = ("stand", "walk", "stop")
 #: The marker a profile player sends after the last segment.
 END_MARKER = "end"
-_SEGMENT_KEYS = {"name", "mode", "duration", "cmd_vel"}
+_SEGMENT_KEYS = {"name", "mode", "duration", "cmd_vel", "push"}
 _PROFILE_KEYS = {"name", "settle_s", "segments"}
 
 
@@ -25,6 +25,7 @@ class Segment:
     start: float
     duration: float
     cmd_vel: tuple[float, float, float]
+    push: bool = False  # at the segment's start, call the sim bridge's ~/push (a base velocity kick)
 
     @property
     def end(self) -> float:
@@ -93,7 +94,10 @@ def parse_profile(data: object, source: str = "<profile>") -> Profile:
             raise fail(
                 f"{where} has name {name!r} (YAML reads on/off/yes/no and numbers as such)", "quote it: name: 'off'"
             )
-        segments.append(Segment(name, mode, t, duration, (vx, vy, wz)))
+        push = seg.get("push", False)
+        if not isinstance(push, bool):
+            raise fail(f"{where} has push {push!r}", "write push: true to kick the base at the segment start")
+        segments.append(Segment(name, mode, t, duration, (vx, vy, wz), push))
         t += duration
     settle = float(data.get("settle_s", 1.0))
     return Profile(str(data.get("name", Path(source).stem)), settle, tuple(segments), source)

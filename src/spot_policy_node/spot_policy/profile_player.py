@@ -37,6 +37,7 @@ class ProfilePlayer(Node):
                     ("policy_node", "policy_node"),
                     ("cmd_rate_hz", 20.0),
                     ("start_timeout_s", 60.0),
+                    ("push_service", "/sim_bridge/push"),
                 ],
             )
         }
@@ -48,6 +49,7 @@ class ProfilePlayer(Node):
         self.segment_pub = self.create_publisher(String, contract.TOPIC_PROFILE_SEGMENT, latched)
         node = str(params["policy_node"]).strip("/")
         self.clients_ = {m: self.create_client(Trigger, f"/{node}/{s}") for m, s in SERVICE_FOR_MODE.items()}
+        self.push_client = self.create_client(Trigger, str(params["push_service"]))
         self.start_timeout_s = float(params["start_timeout_s"])
         self.t0: float | None = None
         self.index = -1
@@ -108,6 +110,8 @@ class ProfilePlayer(Node):
             f"cmd_vel {list(segment.cmd_vel)}"
         )
         self._call(segment, on_ok=lambda: None, retry=False)
+        if segment.push:
+            self._push(segment)
 
     def _call(self, segment: Segment, on_ok, retry: bool) -> None:
         future = self.clients_[segment.mode].call_async(Trigger.Request())
@@ -123,6 +127,15 @@ class ProfilePlayer(Node):
                             f"{result.message if result else 'no answer'}")  # fmt: skip
 
         future.add_done_callback(done)
+
+    def _push(self, segment: Segment) -> None:
+        """Kick the base through the simulator's ~/push (its push_velocity parameter sets the kick)."""
+        if not self.push_client.service_is_ready():
+            self._abort(f"segment '{segment.name}' asks for a push but {self.push_client.srv_name} is not available")
+            return
+        self.push_client.call_async(Trigger.Request()).add_done_callback(
+            lambda f: self.get_logger().info(f"push: {f.result().message if f.result() else 'no answer'}")
+        )
 
     def _mark(self, name: str, index: int) -> None:
         self.segment_pub.publish(String(data=json.dumps({"segment": name, "index": index, "t": self._now()})))

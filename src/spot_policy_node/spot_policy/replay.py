@@ -144,7 +144,8 @@ def _decode_input(kind: str, msg: Any) -> tuple[int, float, tuple[Any, ...]]:
         return 0, 0.0, (float(msg.linear.x), float(msg.linear.y), float(msg.angular.z))
     stamp_ns, stamp = _stamp(msg.header)
     if kind == "joint_states":
-        return stamp_ns, stamp, (tuple(msg.name), np.asarray(msg.position, float), np.asarray(msg.velocity, float))
+        values = (tuple(msg.name), np.asarray(msg.position, float), np.asarray(msg.velocity, float))
+        return stamp_ns, stamp, (*values, np.asarray(msg.effort, float))
     if kind == "imu":
         o, w = msg.orientation, msg.angular_velocity
         return stamp_ns, stamp, ((o.x, o.y, o.z, o.w), (w.x, w.y, w.z))
@@ -370,7 +371,7 @@ class InputSchedule:
 def _deliver(controller: PolicyController, kind: str, m: InputMessage, now: float) -> None:
     """One input to the controller, as the node's subscription callback passes it."""
     if kind == "joint_states":
-        controller.joint_state(m.values[0], m.values[1], m.values[2], now, m.stamp)
+        controller.joint_state(m.values[0], m.values[1], m.values[2], now, m.stamp, m.values[3])
     elif kind == "imu":
         controller.imu(m.values[0], m.values[1], now, m.stamp)
     elif kind == "odom":

@@ -240,3 +240,19 @@ def test_stop_goes_idle_and_status_reports(spec: PolicySpec) -> None:
     assert status["mode"] == "idle" and status["steps"] == 5
     assert status["input_ages_s"]["joint_states"] == pytest.approx(0.02)
     assert status["inference_us_median"] > 0
+
+
+def test_stand_starts_bumpless_from_the_torque_the_joints_carry(spec: PolicySpec) -> None:
+    """q* = q + (tau + kd dq) / kp: the hand-over keeps the torque; without efforts, the measured pose."""
+    c, _, _ = make(spec, stand_duration_s=1.0)
+    q = spec.default_joint_pos - 0.1
+    dq = np.linspace(-0.5, 0.5, 12)
+    tau = np.full(12, 6.0)
+    c.joint_state(contract.ISAAC_JOINT_ORDER, q, dq, 0.0, 0.0, tau)
+    assert c.request(Mode.STAND, 0.0)[0]
+    expected = np.clip(q + (tau + 1.5 * dq) / 60.0, spec.joint_lower, spec.joint_upper)
+    np.testing.assert_allclose(c.step(0.0).positions, expected)
+    c2, _, _ = make(spec, stand_duration_s=1.0)
+    c2.joint_state(contract.ISAAC_JOINT_ORDER, q, dq, 0.0, 0.0)  # no effort field
+    assert c2.request(Mode.STAND, 0.0)[0]
+    np.testing.assert_allclose(c2.step(0.0).positions, q)
