@@ -23,12 +23,14 @@ setup(
         ("share/ament_index/resource_index/packages", [f"resource/{PACKAGE}"]),
         (f"share/{PACKAGE}", ["package.xml"]),
     ],
-    install_requires=["setuptools", "numpy"],
+    # bosdyn-client (with bosdyn-api and grpcio) talks to the robot; cryptography makes the emulator's
+    # TLS certificates. Exact versions: requirements.lock.
+    install_requires=["setuptools", "numpy", "bosdyn-client>=4.0", "bosdyn-api>=4.0", "grpcio", "cryptography"],
     zip_safe=True,
     maintainer="spot_policy maintainers",
     maintainer_email="maintainers@spot-policy.invalid",
     description="Spot robot bridge for the spot_policy ROS 2 topic contract.",
     license="Apache-2.0",
     python_requires=">=3.10",
-    entry_points={"console_scripts": []},
+    entry_points={"console_scripts": ["hw_bridge = spot_hw_bridge.hw_bridge_node:main"]},
 )

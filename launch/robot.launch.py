@@ -1,0 +1,55 @@
+"""Spot itself (or the Spot API emulator): hw bridge + policy node + teleop (+ joy_node, + recording).
+
+    export BOSDYN_CLIENT_USERNAME=... BOSDYN_CLIENT_PASSWORD=...   # never launch arguments
+    ros2 launch spot_policy robot.launch.py hostname:=192.168.50.3 [policy:=spot_flat_mjx]
+        [joy:=true] [record:=false] [record_dir:=runs/bag] [port:=443] [ca_cert:=]
+
+A dry run against `spot-policy emulator`: hostname:=127.0.0.1 port:=<its port> ca_cert:=<its ca.pem>.
+The node set and parameter files come from spot_policy.bringup, the same description that
+`spot-policy robot` starts without ros2 launch; the policy node is the simulation's.
+"""
+
+from launch.actions import DeclareLaunchArgument, ExecuteProcess, OpaqueFunction
+from launch.substitutions import LaunchConfiguration
+from launch_ros.actions import Node
+
+from launch import LaunchDescription
+from spot_policy import bringup
+
+ARGUMENTS = {
+    "hostname": ("", "robot address (empty: hw_bridge.yaml, then $SPOT_IP)"),
+    "policy": ("spot_flat_mjx", "run folder, exported/policy.onnx, or a policy shipped in config/policies"),
+    "port": ("443", "robot API port (the emulator prints its own)"),
+    "ca_cert": ("", "robot CA certificate (empty: the SDK's Boston Dynamics CA; the emulator prints its ca.pem)"),
+    "joy": ("false", "also start joy_node (package joy) for a gamepad"),
+    "record": ("false", "record the contract and debug topics to an MCAP bag (ros2 bag, else the recorder)"),
+    "record_dir": ("runs/bag", "bag folder when record:=true"),
+}
+
+
+def _nodes(context):
+    arg = {name: LaunchConfiguration(name).perform(context) for name in ARGUMENTS}
+    on = {name: arg[name].lower() in ("true", "1", "yes") for name in arg}
+    bridge = {"port": int(arg["port"]), "ca_cert": arg["ca_cert"]}
+    specs = bringup.robot_nodes(arg["policy"], arg["hostname"], teleop=True, joy=on["joy"], extra_bridge_params=bridge)
+    bag = bringup.bag_record_command(arg["record_dir"], sim_time=False) if on["record"] else None
+    if on["record"] and bag is None:
+        specs.append(bringup.recorder(arg["record_dir"], sim_time=False))
+    actions = [
+        Node(
+            package=s.package,
+            executable=s.executable,
+            name=s.name,
+            parameters=[*map(str, s.param_paths()), s.overrides],
+            output="screen",
+        )
+        for s in specs
+    ]
+    if bag is not None:  # ros2 bag record, where rosbag2 is installed
+        actions.append(ExecuteProcess(cmd=bag, output="screen"))
+    return actions
+
+
+def generate_launch_description() -> LaunchDescription:
+    declared = [DeclareLaunchArgument(n, default_value=d, description=h) for n, (d, h) in ARGUMENTS.items()]
+    return LaunchDescription([*declared, OpaqueFunction(function=_nodes)])

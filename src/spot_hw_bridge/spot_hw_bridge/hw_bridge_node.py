@@ -1,0 +1,319 @@
+"""``ros2 run spot_hw_bridge hw_bridge``: a real Spot behind the topic contract of DESIGN.md.
+
+A thin adapter around :class:`spot_hw_bridge.hw_core.HwBridge`: parameters, QoS, publishing and
+diagnostics here; the start-up sequence, command streaming and every safety rule in the core.
+Same topics, types, frames and QoS as the sim bridge (``joint_states``, ``imu/data``, ``odom``
+published best-effort as sensor data; ``joint_command`` subscribed reliable), stamped with the
+robot's acquisition time converted to this machine's clock. No ``clock`` topic: on the robot
+every node runs on wall time.
+
+Credentials come only from ``BOSDYN_CLIENT_USERNAME`` / ``BOSDYN_CLIENT_PASSWORD``; they are not
+parameters and never appear in logs or diagnostics. Exit codes: 0 after a requested shutdown,
+1 when the robot cannot be driven (the log's last error line says why and what to do), 2 for a
+configuration error.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import signal
+import sys
+import threading
+import time
+from array import array
+from typing import Any
+
+import rclpy
+from builtin_interfaces.msg import Time
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+from nav_msgs.msg import Odometry
+from rcl_interfaces.msg import ParameterDescriptor
+from rclpy.clock import Clock, ClockType
+from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
+from rclpy.node import Node
+from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
+from sensor_msgs.msg import Imu, JointState
+
+from spot_hw_bridge.conversion import StateSample
+from spot_hw_bridge.errors import ENV_HOSTNAME, BridgeError, Credentials
+from spot_hw_bridge.hw_core import CommandLoss, HwBridge, HwBridgeConfig, Phase, load_gains
+from spot_policy import contract, paths
+from spot_policy.errors import PolicyLoadError
+
+NODE_NAME = "hw_bridge"
+#: Matches the policy node's reliable publisher (and the sim bridge's subscription).
+COMMAND_QOS = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
+SWITCH_INTERVAL_S = 0.0005
+
+
+def _doubles(values) -> array:
+    out = array("d")
+    out.frombytes(values.astype(float, copy=False).tobytes())
+    return out
+
+
+def to_time(ns: int) -> Time:
+    return Time(sec=ns // 1_000_000_000, nanosec=ns % 1_000_000_000)
+
+
+def _read_only(description: str) -> ParameterDescriptor:
+    return ParameterDescriptor(description=description, read_only=True)
+
+
+class HwBridgeNode(Node):
+    """Owns the core, the publishers and diagnostics; the core's threads publish state directly."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(NODE_NAME, **kwargs)
+        declared = self.declare_parameters(
+            "",
+            [
+                ("hostname", "", _read_only(f"robot address; empty: ${ENV_HOSTNAME}")),
+                ("port", 443, _read_only("robot API port (443 on Spot; the emulator prints its own)")),
+                ("ca_cert", "", _read_only("robot CA certificate (PEM); empty: the SDK's Boston Dynamics CA")),
+                ("policy", "spot_flat_mjx", _read_only("policy whose kp/kd to stream (the policy node's value)")),
+                ("logs_root", "", _read_only("folder of Isaac Lab runs, for policy 'latest'")),
+                ("command_ttl_s", 0.1, _read_only("end_time of each command: robot clock now + this")),
+                ("command_timeout_s", 0.1, _read_only("joint_command older than this -> on_command_loss")),
+                ("on_command_loss", "stand", _read_only("stand or power_off (also at shutdown)")),
+                ("own_estop", False, _read_only("register and keep alive an E-Stop endpoint of our own")),
+                ("estop_timeout_s", 9.0, _read_only("own E-Stop endpoint: robot cuts power after this silence")),
+                ("state_timeout_s", 0.1, _read_only("no robot state for this long -> safe behaviour")),
+                ("max_latency_s", 0.05, _read_only("state older than this on arrival -> safe behaviour")),
+                ("time_sync_timeout_s", 5.0, _read_only("time to establish time sync at start-up")),
+                ("connect_timeout_s", 10.0, _read_only("RPC timeout of the start-up calls")),
+                ("min_battery_percent", 10.0, _read_only("refuse to start below this charge")),
+                ("diagnostics_period_s", 1.0, _read_only("diagnostics period (wall clock)")),
+            ],
+        )
+        p = {param.name: param.value for param in declared}
+        hostname = str(p["hostname"]) or os.environ.get(ENV_HOSTNAME, "")
+        if str(p["on_command_loss"]) not in {c.value for c in CommandLoss}:
+            raise ValueError(f"parameter on_command_loss is '{p['on_command_loss']}'; use stand or power_off")
+        config = HwBridgeConfig(
+            hostname=hostname,
+            port=int(p["port"]),
+            ca_cert=str(p["ca_cert"]),
+            command_ttl_s=float(p["command_ttl_s"]),
+            command_timeout_s=float(p["command_timeout_s"]),
+            on_command_loss=CommandLoss(str(p["on_command_loss"])),
+            own_estop=bool(p["own_estop"]),
+            estop_timeout_s=float(p["estop_timeout_s"]),
+            state_timeout_s=float(p["state_timeout_s"]),
+            max_latency_s=float(p["max_latency_s"]),
+            time_sync_timeout_s=float(p["time_sync_timeout_s"]),
+            connect_timeout_s=float(p["connect_timeout_s"]),
+            min_battery_percent=float(p["min_battery_percent"]),
+            client_name=NODE_NAME,
+        ).validated()
+        gains = load_gains(
+            str(p["policy"]), logs_root=p["logs_root"] or None, policies_dir=paths.config_dir() / "policies"
+        )
+        credentials = Credentials.from_env()
+
+        self.joint_states_pub = self.create_publisher(JointState, contract.TOPIC_JOINT_STATES, qos_profile_sensor_data)
+        self.imu_pub = self.create_publisher(Imu, contract.TOPIC_IMU, qos_profile_sensor_data)
+        self.odom_pub = self.create_publisher(Odometry, contract.TOPIC_ODOM, qos_profile_sensor_data)
+        self.diag_pub = self.create_publisher(DiagnosticArray, contract.TOPIC_DIAGNOSTICS, 10)
+        self.create_subscription(JointState, contract.TOPIC_JOINT_COMMAND, self._on_command, COMMAND_QOS)
+        self._imu_msg, self._odom_msg, self._joints_msg = Imu(), Odometry(), JointState()
+        self._imu_msg.header.frame_id = contract.FRAME_BASE
+        self._odom_msg.header.frame_id, self._odom_msg.child_frame_id = contract.FRAME_ODOM, contract.FRAME_BASE
+        self._joints_msg.name = [str(n) for n in contract.SDK_JOINT_ORDER]
+        self._published = 0
+        self._diag_at = (time.monotonic(), 0, 0)
+
+        self.core = HwBridge(config, gains, credentials, self._publish_state, self._on_event)
+        self.exit_code: int | None = None
+        self._starter: threading.Thread | None = None
+        steady = Clock(clock_type=ClockType.STEADY_TIME)
+        self.create_timer(float(p["diagnostics_period_s"]), self._publish_diagnostics, clock=steady)
+        kp, kd = gains.kp, gains.kd
+        self.get_logger().info(
+            f"robot {config.hostname}:{config.port}, gains from {gains.source} (kp {kp.min():g}-{kp.max():g}, "
+            f"kd {kd.min():g}-{kd.max():g}), command_ttl_s {config.command_ttl_s:g}, on command loss: "
+            f"{config.on_command_loss.value}; starting up"
+        )
+
+    # ---------------------------------------------------------------- lifecycle
+    def start(self) -> None:
+        """The start-up sequence on a thread, so diagnostics flow while the robot powers on and stands."""
+        self._starter = threading.Thread(target=self._start, name="hw_bridge_start", daemon=True)
+        self._starter.start()
+
+    def _start(self) -> None:
+        try:
+            self.core.start()
+        except BridgeError as exc:
+            self.get_logger().error(str(exc))
+            self.exit_code = 1
+
+    @property
+    def finished(self) -> bool:
+        """The core cannot continue (start-up failed, or a fatal fault): the process should exit 1."""
+        if self.exit_code is None and self.core.phase is Phase.FAULTED and self.core.fault is not None:
+            self.exit_code = 1
+        return self.exit_code is not None
+
+    def shutdown_robot(self) -> None:
+        """Stop streaming, the safe behaviour, return the lease (idempotent)."""
+        if self._starter is not None and self._starter.is_alive():
+            self.core._stopping.set()
+            self._starter.join(timeout=30.0)
+        self.core.stop()
+
+    # ---------------------------------------------------------------- state out
+    def _publish_state(self, sample: StateSample, stamp_ns: int) -> None:
+        """imu, odom, then joint_states with one stamp (an input-triggered policy waits for all three)."""
+        stamp = to_time(stamp_ns)
+        x, y, z, w = (float(v) for v in sample.quat_xyzw)
+        imu = self._imu_msg
+        imu.header.stamp = stamp
+        imu.orientation.x, imu.orientation.y, imu.orientation.z, imu.orientation.w = x, y, z, w
+        av, la = sample.ang_vel_body, sample.lin_acc_body
+        imu.angular_velocity.x, imu.angular_velocity.y, imu.angular_velocity.z = (float(v) for v in av)
+        imu.linear_acceleration.x, imu.linear_acceleration.y, imu.linear_acceleration.z = (float(v) for v in la)
+        self.imu_pub.publish(imu)
+
+        odom = self._odom_msg
+        odom.header.stamp = stamp
+        pose = odom.pose.pose
+        pose.position.x, pose.position.y, pose.position.z = (float(v) for v in sample.position)
+        pose.orientation.x, pose.orientation.y, pose.orientation.z, pose.orientation.w = x, y, z, w
+        twist = odom.twist.twist
+        twist.linear.x, twist.linear.y, twist.linear.z = (float(v) for v in sample.lin_vel_body)
+        twist.angular.x, twist.angular.y, twist.angular.z = (float(v) for v in av)
+        self.odom_pub.publish(odom)
+
+        joints = self._joints_msg
+        joints.header.stamp = stamp
+        # Generated setters check list elements one by one but take array('d') as it is.
+        joints.position = _doubles(sample.q)
+        joints.velocity = _doubles(sample.dq)
+        joints.effort = _doubles(sample.load)
+        self.joint_states_pub.publish(joints)
+        self._published += 1
+
+    # ---------------------------------------------------------------- commands in
+    def _on_command(self, msg: JointState) -> None:
+        self.core.command(msg.name, msg.position)
+
+    def _on_event(self, level: str, message: str) -> None:
+        # rclpy binds one severity to each call site, hence three calls.
+        log = self.get_logger()
+        if level == "error":
+            log.error(message)
+        elif level == "warn":
+            log.warning(message)
+        else:
+            log.info(message)
+
+    # ---------------------------------------------------------------- diagnostics
+    def _publish_diagnostics(self) -> None:
+        core = self.core
+        status = core.status()
+        now = time.monotonic()
+        wall0, states0, sent0 = self._diag_at
+        elapsed = max(1e-6, now - wall0)
+        states, sent = int(status["states"]), int(status["commands_sent"])
+        self._diag_at = (now, states, sent)
+
+        def ms(rolling) -> tuple[str, str]:
+            return (f"{rolling.median * 1e3:.3f}", f"{rolling.p99 * 1e3:.3f}") if len(rolling) else ("nan", "nan")
+
+        age = status["command_age_s"]
+        send_med, send_p99 = ms(core.state_to_send_s)
+        loop_med, loop_p99 = ms(core.loop_latency_s)
+        age_med, age_p99 = ms(core.state_age_s)
+        values: dict[str, object] = {
+            "phase": status["phase"],
+            "safe_behaviour_active": str(status["safe_active"]).lower(),
+            "reason": status["reason"],
+            "fault": status["fault"],
+            "robot": f"{core.config.hostname}:{core.config.port}",
+            "state_rate_hz": f"{(states - states0) / elapsed:.1f}",
+            "command_rate_hz": f"{(sent - sent0) / elapsed:.1f}",
+            "command_age_s": "never" if age is None or not math.isfinite(age) else f"{age:.3f}",
+            "state_to_command_ms_median": send_med,
+            "state_to_command_ms_p99": send_p99,
+            "loop_latency_ms_median": loop_med,
+            "loop_latency_ms_p99": loop_p99,
+            "state_age_ms_median": age_med,
+            "state_age_ms_p99": age_p99,
+            "clock_skew_s": f"{status['clock_skew_s']:.6f}",
+            **{f"preflight.{k}": v for k, v in core.preflight.items()},
+            **{k: status[k] for k in ("joint_commands", "rejected_commands", "command_losses", "link_faults")},
+            **{k: status[k] for k in ("activations", "stream_restarts", "last_rejection")},
+        }
+        phase = core.phase
+        level = {
+            Phase.ACTIVE: DiagnosticStatus.OK,
+            Phase.READY: DiagnosticStatus.OK,
+            Phase.STARTING: DiagnosticStatus.WARN,
+            Phase.SAFE: DiagnosticStatus.WARN,
+        }.get(phase, DiagnosticStatus.ERROR)
+        if phase is Phase.READY and status["command_losses"]:
+            level = DiagnosticStatus.WARN
+        msg = DiagnosticArray()
+        msg.header.stamp = self.get_clock().now().to_msg()
+        msg.status = [
+            DiagnosticStatus(
+                level=level,
+                name=f"{NODE_NAME}: robot link",
+                message=str(status["reason"]),
+                hardware_id=f"spot ({core.preflight.get('robot', core.config.hostname)})",
+                values=[KeyValue(key=k, value=core.redactor.redact(str(v))) for k, v in values.items()],
+            )
+        ]
+        self.diag_pub.publish(msg)
+
+
+def main(args: list[str] | None = None) -> int:
+    # The state thread must get the GIL back promptly to answer each state message (333 Hz).
+    sys.setswitchinterval(SWITCH_INTERVAL_S)
+    rclpy.init(args=args)
+    node: HwBridgeNode | None = None
+    stop = threading.Event()
+    code = 0
+    try:
+        node = HwBridgeNode()
+        # SIGTERM (systemd, a launcher) gets the same clean shutdown as Ctrl-C on every distro.
+        signal.signal(signal.SIGTERM, lambda *_: stop.set())
+        executor = SingleThreadedExecutor()
+        executor.add_node(node)
+        node.start()
+        while rclpy.ok() and not stop.is_set() and not node.finished:
+            executor.spin_once(timeout_sec=0.1)
+        code = node.exit_code or 0
+    except BridgeError as exc:
+        print(f"{NODE_NAME}: {exc}", file=sys.stderr)
+        code = 1
+    except PolicyLoadError as exc:
+        print(f"{NODE_NAME}: cannot load the policy: {exc}", file=sys.stderr)
+        code = 2
+    except ValueError as exc:
+        print(f"{NODE_NAME}: {exc}", file=sys.stderr)
+        code = 2
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    except Exception:
+        if rclpy.ok():
+            raise
+    finally:
+        if node is not None:
+            node.shutdown_robot()
+            fault = node.core.fault
+            if fault is not None and node.exit_code:
+                node.get_logger().error(f"exiting: {fault}")  # the last line says why
+            else:
+                returned = "lease returned" if node.core.lease_returned else "no lease held"
+                node.get_logger().info(f"shut down: {returned}")
+            node.destroy_node()
+        if rclpy.ok():
+            rclpy.shutdown()
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,233 @@
+"""The bridge core against the emulator over real TLS gRPC: start-up, streaming, safe behaviour, faults.
+
+Each fault is injected into a running (or starting) robot; the bridge must reach its safe
+behaviour within 200 ms of the fault (or never leave it at start-up) and say why in one line
+with the fix. No ROS here: the node is tested in test_hw_bridge_node.py.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from spot_hw_bridge.conversion import SDK_ORDER
+from spot_hw_bridge.emulator.body import Behaviour
+from spot_hw_bridge.errors import BridgeError
+from spot_hw_bridge.hw_core import CommandLoss, HwBridge, Phase, load_gains
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "spot_policy_node" / "test"))
+from hw_fixtures import (
+    CREDENTIALS,
+    PASSWORD,
+    USERNAME,
+    Feeder,
+    Recorder,
+    bridge_config,
+    left_active_at,
+    running_emulator,
+    wait_for,
+)
+
+from policy_fixtures import make_run
+
+pytestmark = pytest.mark.filterwarnings("ignore:read_binary is deprecated:DeprecationWarning")
+SAFE_WITHIN_S = 0.2
+
+
+@pytest.fixture(scope="module")
+def gains(tmp_path_factory: pytest.TempPathFactory):
+    return load_gains(make_run(tmp_path_factory.mktemp("logs")))
+
+
+def make_core(emulator, gains, recorder: Recorder, **overrides) -> HwBridge:
+    return HwBridge(bridge_config(emulator, **overrides), gains, CREDENTIALS, recorder.state, recorder.event)
+
+
+def assert_one_line_with_fix(text: str) -> None:
+    assert "\n" not in text and "; fix: " in text, text
+    assert USERNAME not in text and PASSWORD not in text
+
+
+def test_start_up_stream_command_loss_and_shutdown(gains) -> None:
+    rec = Recorder()
+    with running_emulator() as emulator:
+        core = make_core(emulator, gains, rec)
+        core.start()
+        body = emulator.body
+        assert core.phase is Phase.READY and body.standing and emulator.lease_owner
+        assert {"robot", "time_sync", "licence", "battery", "estop", "lease", "clear_space"} <= set(core.preflight)
+        feeder = Feeder(core, gains)
+        try:
+            assert wait_for(lambda: core.phase is Phase.ACTIVE and body.behaviour is Behaviour.JOINT, 2.0)
+            time.sleep(0.5)
+            kp, kd = body.joint_gains
+            np.testing.assert_allclose(kp, gains.kp)  # the policy's gains, not the robot's own
+            np.testing.assert_allclose(kd, gains.kd)
+            assert np.all(np.isfinite(body.snapshot.q))
+            assert body.counters["joint_commands"] > 100 and body.counters["joint_commands_expired_on_arrival"] == 0
+            assert rec.states > 150 and len(core.loop_latency_s) > 50
+            last_command = time.monotonic()
+        finally:
+            feeder.stop()
+        # joint_command stops: stop streaming and stand, within the timeout and a little.
+        assert wait_for(lambda: core.phase is Phase.READY, 1.0)
+        left = left_active_at(core, last_command - 0.05)
+        assert left is not None and left - last_command <= core.config.command_timeout_s + 0.1
+        assert any("no joint_command" in m for level, m in rec.events if level == "warn")
+        assert wait_for(lambda: any(w == "stand command" and t > last_command for t, w in body.events), 1.0)
+        # It resumes with the next joint_command.
+        core.command(list(SDK_ORDER), gains.default_pose.tolist())
+        assert wait_for(lambda: core.phase is Phase.ACTIVE, 1.0)
+        core.stop()
+        assert core.phase is Phase.STOPPED and core.lease_returned, rec.text()
+        assert emulator.lease_owner == "" and any("returned" in e for _, e in emulator.lease_events)
+
+
+def test_own_estop_and_power_off_on_command_loss(gains) -> None:
+    rec = Recorder()
+    with running_emulator(external_estop=False) as emulator:
+        core = make_core(emulator, gains, rec, own_estop=True, on_command_loss=CommandLoss.POWER_OFF)
+        core.start()  # registers its own E-Stop endpoint and keeps it alive
+        assert core.preflight["estop"] == "released (own endpoint)"
+        feeder = Feeder(core, gains)
+        assert wait_for(lambda: core.phase is Phase.ACTIVE, 2.0)
+        time.sleep(0.3)
+        feeder.stop()
+        assert wait_for(lambda: core.phase is Phase.SAFE, 1.0)
+        assert wait_for(lambda: emulator.body.behaviour is Behaviour.OFF, 4.0)  # sat down, then powered off
+        core.command(list(SDK_ORDER), gains.default_pose.tolist())
+        time.sleep(0.2)
+        assert core.phase is Phase.SAFE  # no re-activation after a safe power-off
+        core.stop()
+        assert emulator.lease_owner == ""
+
+
+@pytest.mark.parametrize(
+    ("fault", "value", "cause", "fatal"),
+    [
+        ("estop", True, "E-Stopped while running", True),
+        ("lease_taken", True, "lease lost", True),
+        ("state_stall", True, "state stream lost", False),
+        ("latency", 0.08, "link latency too high", False),
+    ],
+)
+def test_fault_while_streaming_reaches_the_safe_behaviour_within_200_ms(gains, fault, value, cause, fatal) -> None:
+    rec = Recorder()
+    with running_emulator() as emulator:
+        core = make_core(emulator, gains, rec)
+        core.start()
+        feeder = Feeder(core, gains)
+        try:
+            assert wait_for(lambda: core.phase is Phase.ACTIVE, 2.0)
+            time.sleep(0.3)
+            # (A loaded machine can make the bridge stand for a moment on its own: start from streaming.)
+            assert wait_for(lambda: core.phase is Phase.ACTIVE, 3.0), core.reason
+            emulator.inject(fault, value)
+            injected = emulator.fault_times[fault]
+            assert wait_for(lambda: core.phase is not Phase.ACTIVE, 1.0), core.reason
+            safe_at = left_active_at(core, injected)
+            assert safe_at is not None, list(core.transitions)[-3:]
+            assert safe_at - injected <= SAFE_WITHIN_S, safe_at - injected
+            assert wait_for(lambda: any(cause in m for level, m in rec.events if level == "error"), 2.0), rec.text()
+            for level, message in rec.events:
+                if level == "error":
+                    assert_one_line_with_fix(message)
+            if fatal:
+                assert core.phase is Phase.FAULTED and core.fault is not None and cause in str(core.fault)
+            else:
+                assert core.phase is Phase.READY
+                # The robot got the stand (after the added latency, if any).
+                assert wait_for(lambda: any(w == "stand command" and t > injected for t, w in emulator.body.events), 2)
+        finally:
+            feeder.stop()
+            emulator.clear(fault)
+            core.stop()
+        assert emulator.lease_owner == ("tablet" if fault == "lease_taken" else "")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.parametrize(
+    ("fault", "kind", "words"),
+    [
+        ("wrong_password", "auth", "authentication failed"),
+        ("no_time_sync", "time_sync", "time sync"),
+        ("estop", "estop", "E-Stopped"),
+        ("no_estop_endpoint", "estop", "no E-Stop endpoint"),
+        ("lease_taken", "lease", "lease held by another client (tablet)"),
+        ("unreachable", "unreachable", "robot unreachable"),
+    ],
+)
+def test_start_up_fault_never_leaves_the_safe_state(gains, fault, kind, words) -> None:
+    rec = Recorder()
+    with running_emulator(external_estop=fault != "no_estop_endpoint") as emulator:
+        if fault in ("wrong_password", "no_time_sync", "estop", "lease_taken"):
+            emulator.inject(fault)
+        overrides = {"port": _free_port()} if fault == "unreachable" else {}
+        core = make_core(emulator, gains, rec, time_sync_timeout_s=1.0, **overrides)
+        with pytest.raises(BridgeError) as error:
+            core.start()
+        assert error.value.kind == kind and words in str(error.value), str(error.value)
+        assert_one_line_with_fix(str(error.value))
+        assert core.phase is Phase.FAULTED
+        assert emulator.body.behaviour is Behaviour.OFF  # motors never powered
+        assert emulator.lease_owner in ("", "tablet")
+        core.stop()
+
+
+def test_no_licence_refuses_joint_control_and_the_robot_keeps_standing(gains) -> None:
+    rec = Recorder()
+    with running_emulator() as emulator:
+        emulator.inject("no_licence")
+        core = make_core(emulator, gains, rec)
+        core.start()  # a valid licence without joint control: a pre-flight warning
+        assert any("licence" in m for level, m in rec.events if level == "warn")
+        feeder = Feeder(core, gains)
+        try:
+            assert wait_for(lambda: core.phase is Phase.FAULTED, 2.0), core.reason
+        finally:
+            feeder.stop()
+        assert core.fault is not None and core.fault.kind == "licence" and "no joint-control licence" in str(core.fault)
+        assert_one_line_with_fix(str(core.fault))
+        assert not any(what == "joint command" for _, what in emulator.body.events)  # never left its own stand
+        assert emulator.body.behaviour is Behaviour.STAND
+        core.stop()
+        assert emulator.lease_owner == ""
+
+
+def test_credentials_appear_nowhere(gains, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG)  # bosdyn-client logs whole requests at DEBUG: the login must not be one
+    texts: list[str] = []
+    with running_emulator() as emulator:
+        emulator.inject("wrong_password")
+        rec = Recorder()
+        core = make_core(emulator, gains, rec)
+        with pytest.raises(BridgeError) as error:
+            core.start()
+        texts += [str(error.value), repr(error.value), core.reason, str(core.status())]
+        emulator.clear("wrong_password")
+        core = make_core(emulator, gains, rec)
+        core.start()
+        feeder = Feeder(core, gains)
+        wait_for(lambda: core.phase is Phase.ACTIVE, 2.0)
+        time.sleep(0.2)
+        feeder.stop()
+        wait_for(lambda: core.phase is Phase.READY, 1.0)
+        texts += [str(core.status()), str(core.preflight), repr(core.config), repr(CREDENTIALS), repr(emulator)]
+        texts += [r for _, _, r in core.transitions]
+        core.stop()
+    texts += [rec.text(), caplog.text]
+    assert "blocking request" in caplog.text or caplog.text  # something was logged
+    for text in texts:
+        assert USERNAME not in text and PASSWORD not in text, text[:500]
