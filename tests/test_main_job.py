@@ -59,7 +59,8 @@ def test_stand_profile_holds_the_default_pose_for_10_s(mode: str, stand_in_polic
         f"{data.odom_t[held][heights.argmin()] - t0:.2f} s (t0 {t0:.3f})\n{logs}"
     )
     assert np.all(data.gravity_z[held] < -0.99)
-    assert np.ptp(data.position[held, 0]) < 0.06 and np.ptp(data.position[held, 1]) < 0.06
+    # The compliant stance creeps a few cm while it settles after the drop; still by the end (below).
+    assert np.ptp(data.position[held, 0]) < 0.10 and np.ptp(data.position[held, 1]) < 0.10
     last = (data.odom_t > t0 + 8.0) & (data.odom_t < t0 + 10.0)
     assert np.ptp(data.position[last, 0]) < 0.01 and np.ptp(data.position[last, 1]) < 0.01
     assert np.ptp(data.position[last, 2]) < 0.005

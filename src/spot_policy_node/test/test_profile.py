@@ -59,7 +59,7 @@ def test_bad_profiles_say_what_to_fix(data: object, message: str) -> None:
 
 
 def test_unknown_profile_lists_the_shipped_ones(tmp_path: Path) -> None:
-    with pytest.raises(ProfileError, match=r"no such profile; fix: .*\(default, stand\)"):
+    with pytest.raises(ProfileError, match=r"no such profile; fix: .*\(acceptance, default, push, stand, walk\)"):
         load_profile("nope", paths.config_dir() / "profiles")
     bad = tmp_path / "bad.yaml"
     bad.write_text("segments: [\n")
