@@ -32,7 +32,7 @@ HERE = Path(__file__).resolve().parent
 TEST_DIR = HERE.parent
 POLICY = HERE / "policy"
 SCRIPTED = ("stale_imu", "nan_joint_states", "lost_cmd_vel")
-ALL = ("sim_default", *SCRIPTED)
+ALL = ("sim_default", "robot_emulator", *SCRIPTED)
 STATE_DT = 0.01  # s of sim time between state messages (100 Hz)
 T0 = 100.0  # sim time at the start of a scripted run
 
@@ -68,6 +68,14 @@ def make_sim_default(work: Path) -> None:
     cmd = [sys.executable, "-m", "spot_policy.cli", "sim", "--lockstep", "--profile", "default"]
     subprocess.run([*cmd, "--policy", str(POLICY), "--out", str(out), "--no-video"], check=True)
     compact(out / "bag", "sim_default")
+
+
+def make_robot_emulator(work: Path) -> None:
+    """The robot path: hw bridge + policy node against the Spot API emulator, stand profile."""
+    out = work / "robot_emulator"
+    cmd = [sys.executable, "-m", "spot_policy.cli", "robot", "--emulator", "--profile", "stand"]
+    subprocess.run([*cmd, "--policy", str(POLICY), "--out", str(out), "--no-video"], check=True)
+    compact(out / "bag", "robot_emulator")
 
 
 def make_scripted(work: Path, case: str) -> None:
@@ -204,6 +212,8 @@ def main(argv: list[str]) -> int:
         for name in names:
             if name == "sim_default":
                 make_sim_default(Path(tmp))
+            elif name == "robot_emulator":
+                make_robot_emulator(Path(tmp))
             else:
                 make_scripted(Path(tmp), name)
     return 0
