@@ -21,40 +21,28 @@ import signal
 import sys
 import threading
 import time
-from array import array
 from typing import Any
 
 import rclpy
-from builtin_interfaces.msg import Time
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
-from nav_msgs.msg import Odometry
 from rcl_interfaces.msg import ParameterDescriptor
 from rclpy.clock import Clock, ClockType
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
-from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
-from sensor_msgs.msg import Imu, JointState
+from rclpy.qos import QoSProfile, ReliabilityPolicy
+from sensor_msgs.msg import JointState
 
 from spot_hw_bridge.conversion import StateSample
 from spot_hw_bridge.errors import ENV_HOSTNAME, BridgeError, Credentials
 from spot_hw_bridge.hw_core import CommandLoss, HwBridge, HwBridgeConfig, Phase, load_gains
 from spot_policy import contract, paths
 from spot_policy.errors import PolicyLoadError
+from spot_policy.state_publisher import StatePublisher, to_time
 
 NODE_NAME = "hw_bridge"
 #: Matches the policy node's reliable publisher (and the sim bridge's subscription).
 COMMAND_QOS = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
 SWITCH_INTERVAL_S = 0.0005
-
-
-def _doubles(values) -> array:
-    out = array("d")
-    out.frombytes(values.astype(float, copy=False).tobytes())
-    return out
-
-
-def to_time(ns: int) -> Time:
-    return Time(sec=ns // 1_000_000_000, nanosec=ns % 1_000_000_000)
 
 
 def _read_only(description: str) -> ParameterDescriptor:
@@ -112,16 +100,9 @@ class HwBridgeNode(Node):
         )
         credentials = Credentials.from_env()
 
-        self.joint_states_pub = self.create_publisher(JointState, contract.TOPIC_JOINT_STATES, qos_profile_sensor_data)
-        self.imu_pub = self.create_publisher(Imu, contract.TOPIC_IMU, qos_profile_sensor_data)
-        self.odom_pub = self.create_publisher(Odometry, contract.TOPIC_ODOM, qos_profile_sensor_data)
+        self.state_out = StatePublisher(self, contract.SDK_JOINT_ORDER)
         self.diag_pub = self.create_publisher(DiagnosticArray, contract.TOPIC_DIAGNOSTICS, 10)
         self.create_subscription(JointState, contract.TOPIC_JOINT_COMMAND, self._on_command, COMMAND_QOS)
-        self._imu_msg, self._odom_msg, self._joints_msg = Imu(), Odometry(), JointState()
-        self._imu_msg.header.frame_id = contract.FRAME_BASE
-        self._odom_msg.header.frame_id, self._odom_msg.child_frame_id = contract.FRAME_ODOM, contract.FRAME_BASE
-        self._joints_msg.name = [str(n) for n in contract.SDK_JOINT_ORDER]
-        self._published = 0
         self._diag_at = (time.monotonic(), 0, 0)
 
         self.core = HwBridge(config, gains, credentials, self._publish_state, self._on_event)
@@ -166,34 +147,17 @@ class HwBridgeNode(Node):
     # ---------------------------------------------------------------- state out
     def _publish_state(self, sample: StateSample, stamp_ns: int) -> None:
         """imu, odom, then joint_states with one stamp (an input-triggered policy waits for all three)."""
-        stamp = to_time(stamp_ns)
-        x, y, z, w = (float(v) for v in sample.quat_xyzw)
-        imu = self._imu_msg
-        imu.header.stamp = stamp
-        imu.orientation.x, imu.orientation.y, imu.orientation.z, imu.orientation.w = x, y, z, w
-        av, la = sample.ang_vel_body, sample.lin_acc_body
-        imu.angular_velocity.x, imu.angular_velocity.y, imu.angular_velocity.z = (float(v) for v in av)
-        imu.linear_acceleration.x, imu.linear_acceleration.y, imu.linear_acceleration.z = (float(v) for v in la)
-        self.imu_pub.publish(imu)
-
-        odom = self._odom_msg
-        odom.header.stamp = stamp
-        pose = odom.pose.pose
-        pose.position.x, pose.position.y, pose.position.z = (float(v) for v in sample.position)
-        pose.orientation.x, pose.orientation.y, pose.orientation.z, pose.orientation.w = x, y, z, w
-        twist = odom.twist.twist
-        twist.linear.x, twist.linear.y, twist.linear.z = (float(v) for v in sample.lin_vel_body)
-        twist.angular.x, twist.angular.y, twist.angular.z = (float(v) for v in av)
-        self.odom_pub.publish(odom)
-
-        joints = self._joints_msg
-        joints.header.stamp = stamp
-        # Generated setters check list elements one by one but take array('d') as it is.
-        joints.position = _doubles(sample.q)
-        joints.velocity = _doubles(sample.dq)
-        joints.effort = _doubles(sample.load)
-        self.joint_states_pub.publish(joints)
-        self._published += 1
+        self.state_out.publish(
+            to_time(stamp_ns),
+            sample.quat_xyzw,
+            sample.ang_vel_body,
+            sample.lin_acc_body,
+            sample.position,
+            sample.lin_vel_body,
+            sample.q,
+            sample.dq,
+            sample.load,
+        )
 
     # ---------------------------------------------------------------- commands in
     def _on_command(self, msg: JointState) -> None:

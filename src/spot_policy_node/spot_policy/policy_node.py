@@ -13,7 +13,6 @@ import time
 from array import array
 from dataclasses import asdict
 
-from builtin_interfaces.msg import Time as TimeMsg
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from geometry_msgs.msg import Twist
 from nav_msgs.msg import Odometry
@@ -29,6 +28,7 @@ from spot_policy import debug_stream as debug
 from spot_policy.controller import Command, ControllerConfig, Mode, PolicyController
 from spot_policy.loader import LoadedPolicy, load_policy
 from spot_policy.node_main import run_node
+from spot_policy.state_publisher import doubles, to_time
 
 TRIGGERS = ("timer", "input")
 #: Commands: reliable, newest only (a late target is worse than none).
@@ -182,11 +182,8 @@ class PolicyNode(Node):
             msg.name = list(command.names)
             msg.velocity = array("d", bytes(8 * len(command.names)))
             msg.effort = array("d", bytes(8 * len(command.names)))
-        positions = array("d")
-        positions.frombytes(command.positions.tobytes())
-        msg.position = positions
-        sec, nanosec = divmod(now_ns, 1_000_000_000)
-        msg.header.stamp = TimeMsg(sec=sec, nanosec=nanosec)
+        msg.position = doubles(command.positions)
+        msg.header.stamp = to_time(now_ns)
         self.command_pub.publish(msg)
         if self.publish_debug:  # after the command: its latency stays that of the command alone
             self._publish_step(now_ns)

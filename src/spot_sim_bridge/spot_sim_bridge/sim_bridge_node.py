@@ -23,24 +23,21 @@ import os
 import sys
 import threading
 import time
-from array import array
 from typing import Any
 
-import numpy as np
-from builtin_interfaces.msg import Time
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
-from nav_msgs.msg import Odometry
 from rcl_interfaces.msg import ParameterDescriptor, SetParametersResult
 from rclpy.clock import Clock, ClockType
 from rclpy.node import Node
 from rclpy.parameter import Parameter
-from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
+from rclpy.qos import QoSProfile, ReliabilityPolicy
 from rosgraph_msgs.msg import Clock as ClockMsg
-from sensor_msgs.msg import Imu, JointState
+from sensor_msgs.msg import JointState
 from std_srvs.srv import Trigger
 
 from spot_policy import contract, paths
 from spot_policy.node_main import run_node
+from spot_policy.state_publisher import StatePublisher, to_time
 from spot_sim_bridge.backend import RobotState
 from spot_sim_bridge.bridge_core import (
     BACKENDS,
@@ -64,16 +61,6 @@ RESET_POSE_QOS = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE)
 #: The viewer is refreshed at about this rate (wall clock), not at every physics step.
 VIEWER_PERIOD_S = 1.0 / 60.0
 SWITCH_INTERVAL_S = 0.0005
-
-
-def _doubles(values: np.ndarray) -> array:
-    out = array("d")
-    out.frombytes(np.ascontiguousarray(values, dtype=np.float64).tobytes())
-    return out
-
-
-def to_time(ns: int) -> Time:
-    return Time(sec=ns // 1_000_000_000, nanosec=ns % 1_000_000_000)
 
 
 def _read_only(description: str) -> ParameterDescriptor:
@@ -136,9 +123,7 @@ class SimBridgeNode(Node):
         self.backend_name = str(p["backend"])
 
         self.clock_pub = self.create_publisher(ClockMsg, contract.TOPIC_CLOCK, 10)
-        self.joint_states_pub = self.create_publisher(JointState, contract.TOPIC_JOINT_STATES, qos_profile_sensor_data)
-        self.imu_pub = self.create_publisher(Imu, contract.TOPIC_IMU, qos_profile_sensor_data)
-        self.odom_pub = self.create_publisher(Odometry, contract.TOPIC_ODOM, qos_profile_sensor_data)
+        self.state_out = StatePublisher(self, self.core.backend.joint_names)
         self.diag_pub = self.create_publisher(DiagnosticArray, contract.TOPIC_DIAGNOSTICS, 10)
         self.create_subscription(JointState, contract.TOPIC_JOINT_COMMAND, self._on_command, COMMAND_QOS)
         self.create_subscription(JointState, "~/reset_pose", self._on_reset_pose, RESET_POSE_QOS)
@@ -147,11 +132,7 @@ class SimBridgeNode(Node):
         self.add_on_set_parameters_callback(self._on_set_parameters)
 
         self._reset_pose: dict[str, float] | None = None
-        self._published = 0
-        # Reused messages (publish serializes at once): fewer allocations on the hot path.
-        self._clock_msg, self._imu_msg, self._odom_msg, self._joints_msg = ClockMsg(), Imu(), Odometry(), JointState()
-        self._imu_msg.header.frame_id = contract.FRAME_BASE
-        self._odom_msg.header.frame_id, self._odom_msg.child_frame_id = contract.FRAME_ODOM, contract.FRAME_BASE
+        self._clock_msg = ClockMsg()  # reused: publish serializes at once
         self._diag_at = (time.monotonic(), self.core.sim_time, 0)
         self._viewer = self._open_viewer(bool(p["gui"]))
         self._viewer_synced = 0.0
@@ -246,35 +227,18 @@ class SimBridgeNode(Node):
         self._clock_msg.clock = stamp
         self.clock_pub.publish(self._clock_msg)
 
-        w, x, y, z = (float(v) for v in state.base_quat)
-        imu = self._imu_msg
-        imu.header.stamp = stamp
-        imu.orientation.x, imu.orientation.y, imu.orientation.z, imu.orientation.w = x, y, z, w
-        av, la = state.base_ang_vel_body, state.imu_lin_acc
-        imu.angular_velocity.x, imu.angular_velocity.y, imu.angular_velocity.z = (float(v) for v in av)
-        imu.linear_acceleration.x, imu.linear_acceleration.y, imu.linear_acceleration.z = (float(v) for v in la)
-        self.imu_pub.publish(imu)
-
-        odom = self._odom_msg
-        odom.header.stamp = stamp
-        pose = odom.pose.pose
-        pose.position.x, pose.position.y, pose.position.z = (float(v) for v in state.base_pos)
-        pose.orientation.x, pose.orientation.y, pose.orientation.z, pose.orientation.w = x, y, z, w
-        twist = odom.twist.twist
-        twist.linear.x, twist.linear.y, twist.linear.z = (float(v) for v in state.base_lin_vel_body)
-        twist.angular.x, twist.angular.y, twist.angular.z = (float(v) for v in av)
-        self.odom_pub.publish(odom)
-
-        joints = self._joints_msg
-        joints.header.stamp = stamp
-        if tuple(joints.name) != state.joint_names:
-            joints.name = list(state.joint_names)
-        # Generated setters check list elements one by one but take array('d') as it is.
-        joints.position = _doubles(state.q)
-        joints.velocity = _doubles(state.dq)
-        joints.effort = _doubles(state.tau)
-        self.joint_states_pub.publish(joints)
-        self._published += 1
+        w, x, y, z = state.base_quat
+        self.state_out.publish(
+            stamp,
+            (x, y, z, w),
+            state.base_ang_vel_body,
+            state.imu_lin_acc,
+            state.base_pos,
+            state.base_lin_vel_body,
+            state.q,
+            state.dq,
+            state.tau,
+        )
 
     # ---------------------------------------------------------------- inputs
     def _on_command(self, msg: JointState) -> None:
@@ -396,7 +360,7 @@ class SimBridgeNode(Node):
     def _publish_diagnostics(self) -> None:
         with self._lock:
             status = self.core.status()
-            published = self._published
+            published = self.state_out.published
         wall = time.monotonic()
         wall0, sim0, published0 = self._diag_at
         elapsed = max(1e-6, wall - wall0)

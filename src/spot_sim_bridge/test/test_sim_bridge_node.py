@@ -165,9 +165,9 @@ class Rig:
         self.spin = Spinner(*nodes)
         assert wait_until(
             lambda: (
-                self.bridge.joint_states_pub.get_subscription_count() >= 1 + policy_node
-                and self.bridge.imu_pub.get_subscription_count() >= 1 + policy_node
-                and self.bridge.odom_pub.get_subscription_count() >= 1 + policy_node
+                self.bridge.state_out.joint_states_pub.get_subscription_count() >= 1 + policy_node
+                and self.bridge.state_out.imu_pub.get_subscription_count() >= 1 + policy_node
+                and self.bridge.state_out.odom_pub.get_subscription_count() >= 1 + policy_node
                 and self.probe.command_pub.get_subscription_count() >= 1
                 and (self.policy is None or self.policy.command_pub.get_subscription_count() >= 2)
             ),
