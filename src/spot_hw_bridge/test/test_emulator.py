@@ -139,7 +139,8 @@ def test_joint_commands_drive_the_physics_and_expired_ones_are_ignored(emulator:
 
         # Commands whose end_time has passed on arrival are ignored: the hip does not move.
         streaming.send_joint_control_commands(commands(-0.05, 0.3))
-        assert body.counters["joint_commands_expired_on_arrival"] - expired0 > 50
+        # ~100 sent in 0.3 s on an idle machine, fewer on a loaded one: enough arrive to prove the rule.
+        assert body.counters["joint_commands_expired_on_arrival"] - expired0 > 20
         assert abs(body.snapshot.q[SDK_FROM_ISAAC][0] - stand[0]) < 0.05
         # Live commands drive the hip to its target with the gains sent.
         streaming.send_joint_control_commands(commands(0.1, 0.6))
