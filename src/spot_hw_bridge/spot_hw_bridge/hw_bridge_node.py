@@ -30,14 +30,13 @@ from rclpy.clock import Clock, ClockType
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.qos import QoSProfile, ReliabilityPolicy
-from sensor_msgs.msg import JointState
 
 from spot_hw_bridge.conversion import StateSample
 from spot_hw_bridge.errors import ENV_HOSTNAME, BridgeError, Credentials
 from spot_hw_bridge.hw_core import CommandLoss, HwBridge, HwBridgeConfig, Phase, load_gains
-from spot_policy import contract, paths
+from spot_policy import contract, paths, qos_events
 from spot_policy.errors import PolicyLoadError
-from spot_policy.state_publisher import StatePublisher, to_time
+from spot_policy.state_publisher import StatePublisher, subscribe_joint_command
 
 NODE_NAME = "hw_bridge"
 #: Matches the policy node's reliable publisher (and the sim bridge's subscription).
@@ -101,8 +100,10 @@ class HwBridgeNode(Node):
         credentials = Credentials.from_env()
 
         self.state_out = StatePublisher(self, contract.SDK_JOINT_ORDER)
-        self.diag_pub = self.create_publisher(DiagnosticArray, contract.TOPIC_DIAGNOSTICS, 10)
-        self.create_subscription(JointState, contract.TOPIC_JOINT_COMMAND, self._on_command, COMMAND_QOS)
+        self.diag_pub = self.create_publisher(
+            DiagnosticArray, contract.TOPIC_DIAGNOSTICS, 10, event_callbacks=qos_events.internal_publisher()
+        )
+        subscribe_joint_command(self, COMMAND_QOS, lambda names, positions: self.core.command(names, positions))
         self._diag_at = (time.monotonic(), 0, 0)
 
         self.core = HwBridge(config, gains, credentials, self._publish_state, self._on_event)
@@ -148,7 +149,7 @@ class HwBridgeNode(Node):
     def _publish_state(self, sample: StateSample, stamp_ns: int) -> None:
         """imu, odom, then joint_states with one stamp (an input-triggered policy waits for all three)."""
         self.state_out.publish(
-            to_time(stamp_ns),
+            stamp_ns,
             sample.quat_xyzw,
             sample.ang_vel_body,
             sample.lin_acc_body,
@@ -158,10 +159,6 @@ class HwBridgeNode(Node):
             sample.dq,
             sample.load,
         )
-
-    # ---------------------------------------------------------------- commands in
-    def _on_command(self, msg: JointState) -> None:
-        self.core.command(msg.name, msg.position)
 
     def _on_event(self, level: str, message: str) -> None:
         # rclpy binds one severity to each call site, hence three calls.

@@ -121,42 +121,136 @@ def decode_odometry_twist(buf: bytes) -> tuple[int, tuple[float, ...]]:
     return stamp_ns, struct.unpack_from(order + "344x3d", buf, offset)
 
 
+class _Template:
+    """Builds a little-endian CDR byte template and records where the variable fields sit."""
+
+    def __init__(self) -> None:
+        self.out = bytearray(b"\x00\x01\x00\x00")  # CDR little endian
+
+    def _pad(self, size: int) -> None:
+        self.out.extend(b"\x00" * ((-(len(self.out) - _ORIGIN)) % size))
+
+    def header(self, frame_id: str) -> int:
+        """``std_msgs/Header``; returns the stamp's offset."""
+        self._pad(4)
+        at = len(self.out)
+        self.out.extend(bytes(8))
+        self.string(frame_id)
+        return at
+
+    def string(self, text: str) -> None:
+        data = text.encode() + b"\x00"
+        self._pad(4)
+        self.out.extend(struct.pack("<I", len(data)) + data)
+
+    def strings(self, texts: Sequence[str]) -> None:
+        self._pad(4)
+        self.out.extend(struct.pack("<I", len(texts)))
+        for text in texts:
+            self.string(text)
+
+    def doubles(self, count: int, sequence: bool = False) -> int:
+        """``float64[count]`` (fixed) or a ``float64[]`` of that length; returns the values' offset."""
+        if sequence:
+            self._pad(4)
+            self.out.extend(struct.pack("<I", count))
+        if count:
+            self._pad(8)
+        at = len(self.out)
+        self.out.extend(bytes(8 * count))
+        return at
+
+    def view(self, at: int, count: int) -> np.ndarray:
+        """Writable float64 values of the finished template (it cannot grow once viewed)."""
+        return np.frombuffer(self.out, dtype="<f8", count=count, offset=at)
+
+
+def _stamp(template: bytearray, at: int, stamp_ns: int) -> None:
+    struct.pack_into("<iI", template, at, *divmod(int(stamp_ns), 1_000_000_000))
+
+
 class JointStateEncoder:
-    """``sensor_msgs/JointState`` with a fixed frame, name list and zero velocity/effort: a byte
-    template in which each message only rewrites the stamp and the positions."""
+    """``sensor_msgs/JointState`` with a fixed frame and name list: a byte template in which each
+    message rewrites the stamp and the values. Without velocity/effort they stay zero."""
 
     def __init__(self, names: Sequence[str], frame_id: str = "") -> None:
         self.names = tuple(names)
-        out = bytearray(b"\x00\x01\x00\x00")  # CDR little endian
-        out += struct.pack("<iI", 0, 0)
+        n = len(self.names)
+        t = _Template()
+        self._stamp_at = t.header(frame_id)
+        t.strings(self.names)
+        at = [t.doubles(n, sequence=True) for _ in range(3)]
+        self._position, self._velocity, self._effort = (t.view(a, n) for a in at)
+        self._template = t.out
 
-        def string(text: str) -> None:
-            data = text.encode() + b"\x00"
-            out.extend(b"\x00" * ((-(len(out) - _ORIGIN)) % 4))
-            out.extend(struct.pack("<I", len(data)) + data)
-
-        def doubles(count: int) -> int:
-            out.extend(b"\x00" * ((-(len(out) - _ORIGIN)) % 4))
-            out.extend(struct.pack("<I", count))
-            if count:
-                out.extend(b"\x00" * ((-(len(out) - _ORIGIN)) % 8))
-            at = len(out)
-            out.extend(bytes(8 * count))
-            return at
-
-        string(frame_id)
-        out.extend(b"\x00" * ((-(len(out) - _ORIGIN)) % 4))
-        out.extend(struct.pack("<I", len(self.names)))
-        for name in self.names:
-            string(name)
-        self._position_at = doubles(len(self.names))
-        doubles(len(self.names))  # velocity: zeros
-        doubles(len(self.names))  # effort: zeros
-        self._template = out
-        self._positions = np.frombuffer(self._template, dtype="<f8", count=len(self.names), offset=self._position_at)
-
-    def __call__(self, stamp_ns: int, positions: Sequence[float]) -> bytes:
-        sec, nanosec = divmod(int(stamp_ns), 1_000_000_000)
-        struct.pack_into("<iI", self._template, _ORIGIN, sec, nanosec)
-        self._positions[:] = positions
+    def __call__(
+        self,
+        stamp_ns: int,
+        positions: Sequence[float],
+        velocities: Sequence[float] | None = None,
+        efforts: Sequence[float] | None = None,
+    ) -> bytes:
+        _stamp(self._template, self._stamp_at, stamp_ns)
+        self._position[:] = positions
+        if velocities is not None:
+            self._velocity[:] = velocities
+        if efforts is not None:
+            self._effort[:] = efforts
         return bytes(self._template)
+
+
+class ImuEncoder:
+    """``sensor_msgs/Imu``: orientation, angular velocity and linear acceleration; covariances zero."""
+
+    def __init__(self, frame_id: str) -> None:
+        t = _Template()
+        self._stamp_at = t.header(frame_id)
+        at = [t.doubles(n) for n in (4, 9, 3, 9, 3, 9)]  # each value, then its covariance
+        self._orientation, self._angular_velocity, self._linear_acceleration = (
+            t.view(at[0], 4), t.view(at[2], 3), t.view(at[4], 3),
+        )  # fmt: skip
+        self._template = t.out
+
+    def __call__(
+        self,
+        stamp_ns: int,
+        quat_xyzw: Sequence[float],
+        angular_velocity: Sequence[float],
+        linear_acceleration: Sequence[float],
+    ) -> bytes:
+        _stamp(self._template, self._stamp_at, stamp_ns)
+        self._orientation[:] = quat_xyzw
+        self._angular_velocity[:] = angular_velocity
+        self._linear_acceleration[:] = linear_acceleration
+        return bytes(self._template)
+
+
+class OdometryEncoder:
+    """``nav_msgs/Odometry``: pose in the header frame, twist in the child frame; covariances zero."""
+
+    def __init__(self, frame_id: str, child_frame_id: str) -> None:
+        t = _Template()
+        self._stamp_at = t.header(frame_id)
+        t.string(child_frame_id)
+        at = [t.doubles(n) for n in (7, 36, 6, 36)]  # pose (position, x y z w), its covariance, twist, ...
+        self._pose, self._twist = t.view(at[0], 7), t.view(at[2], 6)
+        self._template = t.out
+
+    def __call__(
+        self,
+        stamp_ns: int,
+        position: Sequence[float],
+        quat_xyzw: Sequence[float],
+        linear: Sequence[float],
+        angular: Sequence[float],
+    ) -> bytes:
+        _stamp(self._template, self._stamp_at, stamp_ns)
+        pose, twist = self._pose, self._twist
+        pose[:3], pose[3:] = position, quat_xyzw
+        twist[:3], twist[3:] = linear, angular
+        return bytes(self._template)
+
+
+def encode_clock(stamp_ns: int) -> bytes:
+    """``rosgraph_msgs/Clock``."""
+    return b"\x00\x01\x00\x00" + struct.pack("<iI", *divmod(int(stamp_ns), 1_000_000_000))

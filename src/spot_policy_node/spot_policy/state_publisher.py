@@ -1,23 +1,24 @@
 """The bridge side of the topic contract: ``imu/data``, ``odom`` and ``joint_states`` with one stamp.
 
-Every bridge (the simulator's, the robot's) publishes exactly these messages, so they are filled in
-one place. Messages are reused, and arrays go in as ``array('d')``, which the generated setters take
-as they are (a list is checked element by element).
+Every bridge (the simulator's, the robot's) publishes exactly these messages and reads
+``joint_command`` the same way, so both live here. Messages go out pre-serialized and come in raw
+(:mod:`spot_policy.cdr`): rclpy's message conversion costs more than the rest of a bridge's step.
 """
 
 from __future__ import annotations
 
-from array import array
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 from builtin_interfaces.msg import Time
 from nav_msgs.msg import Odometry
 from rclpy.node import Node
-from rclpy.qos import qos_profile_sensor_data
+from rclpy.qos import QoSProfile, qos_profile_sensor_data
+from rclpy.serialization import deserialize_message
+from rclpy.subscription import Subscription
 from sensor_msgs.msg import Imu, JointState
 
-from spot_policy import contract
+from spot_policy import cdr, contract, qos_events
 
 
 def to_time(ns: int) -> Time:
@@ -25,29 +26,28 @@ def to_time(ns: int) -> Time:
     return Time(sec=ns // 1_000_000_000, nanosec=ns % 1_000_000_000)
 
 
-def doubles(values: np.ndarray | Sequence[float]) -> array:
-    out = array("d")
-    out.frombytes(np.ascontiguousarray(values, dtype=np.float64).tobytes())
-    return out
-
-
 class StatePublisher:
     """Publishes one state instant: imu and odom first, joint_states last (an input-triggered policy
     node steps on joint_states once that instant's imu and odom are in)."""
 
     def __init__(self, node: Node, joint_names: Sequence[str]) -> None:
-        self.imu_pub = node.create_publisher(Imu, contract.TOPIC_IMU, qos_profile_sensor_data)
-        self.odom_pub = node.create_publisher(Odometry, contract.TOPIC_ODOM, qos_profile_sensor_data)
-        self.joint_states_pub = node.create_publisher(JointState, contract.TOPIC_JOINT_STATES, qos_profile_sensor_data)
-        self._imu, self._odom, self._joints = Imu(), Odometry(), JointState()
-        self._imu.header.frame_id = contract.FRAME_BASE
-        self._odom.header.frame_id, self._odom.child_frame_id = contract.FRAME_ODOM, contract.FRAME_BASE
-        self._joints.name = [str(n) for n in joint_names]
+        warn = node.get_logger().warning
+
+        def publisher(msg_type: type, topic: str):
+            events = qos_events.contract_publisher(topic, warn)
+            return node.create_publisher(msg_type, topic, qos_profile_sensor_data, event_callbacks=events)
+
+        self.imu_pub = publisher(Imu, contract.TOPIC_IMU)
+        self.odom_pub = publisher(Odometry, contract.TOPIC_ODOM)
+        self.joint_states_pub = publisher(JointState, contract.TOPIC_JOINT_STATES)
+        self._imu = cdr.ImuEncoder(contract.FRAME_BASE)
+        self._odom = cdr.OdometryEncoder(contract.FRAME_ODOM, contract.FRAME_BASE)
+        self._joints = cdr.JointStateEncoder([str(n) for n in joint_names])
         self.published = 0
 
     def publish(
         self,
-        stamp: Time,
+        stamp_ns: int,
         quat_xyzw: Sequence[float],
         ang_vel_body: Sequence[float],
         lin_acc_body: Sequence[float],
@@ -58,28 +58,27 @@ class StatePublisher:
         effort: np.ndarray,
     ) -> None:
         """Body-frame rates and twist, odom-frame pose, joints in the order given at construction."""
-        x, y, z, w = (float(v) for v in quat_xyzw)
-        imu = self._imu
-        imu.header.stamp = stamp
-        imu.orientation.x, imu.orientation.y, imu.orientation.z, imu.orientation.w = x, y, z, w
-        imu.angular_velocity.x, imu.angular_velocity.y, imu.angular_velocity.z = (float(v) for v in ang_vel_body)
-        imu.linear_acceleration.x, imu.linear_acceleration.y, imu.linear_acceleration.z = (
-            float(v) for v in lin_acc_body
-        )
-        self.imu_pub.publish(imu)
-
-        odom = self._odom
-        odom.header.stamp = stamp
-        pose = odom.pose.pose
-        pose.position.x, pose.position.y, pose.position.z = (float(v) for v in position)
-        pose.orientation.x, pose.orientation.y, pose.orientation.z, pose.orientation.w = x, y, z, w
-        twist = odom.twist.twist
-        twist.linear.x, twist.linear.y, twist.linear.z = (float(v) for v in lin_vel_body)
-        twist.angular.x, twist.angular.y, twist.angular.z = (float(v) for v in ang_vel_body)
-        self.odom_pub.publish(odom)
-
-        joints = self._joints
-        joints.header.stamp = stamp
-        joints.position, joints.velocity, joints.effort = doubles(q), doubles(dq), doubles(effort)
-        self.joint_states_pub.publish(joints)
+        self.imu_pub.publish(self._imu(stamp_ns, quat_xyzw, ang_vel_body, lin_acc_body))
+        self.odom_pub.publish(self._odom(stamp_ns, position, quat_xyzw, lin_vel_body, ang_vel_body))
+        self.joint_states_pub.publish(self._joints(stamp_ns, q, dq, effort))
         self.published += 1
+
+
+def subscribe_joint_command(
+    node: Node, qos: QoSProfile, on_command: Callable[[tuple[str, ...], np.ndarray], None]
+) -> Subscription:
+    """The bridge's ``joint_command`` input, read raw (:mod:`spot_policy.cdr`): names and positions."""
+    decode = cdr.JointStateDecoder()
+
+    def on_raw(data: bytes) -> None:
+        try:
+            view = decode(data)
+            on_command(view.names, view.position)
+        except cdr.UnsupportedEncoding:
+            msg = deserialize_message(data, JointState)
+            on_command(tuple(msg.name), np.asarray(msg.position, dtype=np.float64))
+
+    events = qos_events.contract_subscription(contract.TOPIC_JOINT_COMMAND, node.get_logger().warning)
+    return node.create_subscription(
+        JointState, contract.TOPIC_JOINT_COMMAND, on_raw, qos, raw=True, event_callbacks=events
+    )

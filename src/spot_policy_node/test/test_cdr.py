@@ -42,12 +42,13 @@ def test_joint_state_decodes_as_rclpy_does(frame: str) -> None:
 
 def test_joint_state_empty_arrays_and_reused_names() -> None:
     decode = cdr.JointStateDecoder()
-    msg = joint_state("x", ["a", "b"], n_vel=0)
+    names = ["abc", "def"]  # 3 chars + NUL: no padding inside the list (rclpy leaves padding bytes unset)
+    msg = joint_state("x", names, n_vel=0)
     msg.effort = []
     first = decode(serialize_message(msg))
     assert first.velocity.size == 0 and first.effort.size == 0
     np.testing.assert_array_equal(first.position, msg.position)
-    second = decode(serialize_message(joint_state("x", ["a", "b"])))
+    second = decode(serialize_message(joint_state("x", names)))
     assert second.names is first.names  # same bytes: the decoded tuple is reused
 
 
@@ -110,3 +111,44 @@ def test_joint_state_encoder_round_trips_through_rclpy(frame: str) -> None:
         assert msg.header.frame_id == frame and list(msg.name) == names
         np.testing.assert_array_equal(msg.position, positions)
         assert list(msg.velocity) == [0.0] * len(names) and list(msg.effort) == [0.0] * len(names)
+
+
+def test_joint_state_encoder_writes_velocity_and_effort() -> None:
+    encode = cdr.JointStateEncoder(["a", "bb", "ccc"], "base")
+    values = RNG.normal(size=(3, 3))
+    msg = deserialize_message(encode(7, *values), JointState)
+    for field, expected in zip((msg.position, msg.velocity, msg.effort), values, strict=True):
+        np.testing.assert_array_equal(field, expected)
+
+
+@pytest.mark.parametrize("frame", FRAMES)
+def test_imu_encoder_round_trips_through_rclpy(frame: str) -> None:
+    encode = cdr.ImuEncoder(frame)
+    quat, gyro, acc = RNG.normal(size=4), RNG.normal(size=3), RNG.normal(size=3)
+    msg = deserialize_message(encode(3_000_000_004, quat, gyro, acc), Imu)
+    assert (msg.header.stamp.sec, msg.header.stamp.nanosec, msg.header.frame_id) == (3, 4, frame)
+    o, w, a = msg.orientation, msg.angular_velocity, msg.linear_acceleration
+    assert [o.x, o.y, o.z, o.w] == quat.tolist() and [w.x, w.y, w.z] == gyro.tolist()
+    assert [a.x, a.y, a.z] == acc.tolist()
+    assert not any(msg.orientation_covariance) and not any(msg.linear_acceleration_covariance)
+
+
+@pytest.mark.parametrize("frame", FRAMES)
+@pytest.mark.parametrize("child", FRAMES[::2])
+def test_odometry_encoder_round_trips_through_rclpy(frame: str, child: str) -> None:
+    encode = cdr.OdometryEncoder(frame, child)
+    pos, quat, lin, ang = RNG.normal(size=3), RNG.normal(size=4), RNG.normal(size=3), RNG.normal(size=3)
+    msg = deserialize_message(encode(12, pos, quat, lin, ang), Odometry)
+    assert (msg.header.frame_id, msg.child_frame_id, msg.header.stamp.nanosec) == (frame, child, 12)
+    p, o = msg.pose.pose.position, msg.pose.pose.orientation
+    v, w = msg.twist.twist.linear, msg.twist.twist.angular
+    assert [p.x, p.y, p.z] == pos.tolist() and [o.x, o.y, o.z, o.w] == quat.tolist()
+    assert [v.x, v.y, v.z] == lin.tolist() and [w.x, w.y, w.z] == ang.tolist()
+    assert cdr.decode_odometry_twist(encode(12, pos, quat, lin, ang)) == (12, tuple(lin))
+
+
+def test_clock_encodes() -> None:
+    from rosgraph_msgs.msg import Clock
+
+    msg = deserialize_message(cdr.encode_clock(5_000_000_123), Clock)
+    assert (msg.clock.sec, msg.clock.nanosec) == (5, 123)

@@ -25,6 +25,7 @@ import threading
 import time
 from typing import Any
 
+import numpy as np
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from rcl_interfaces.msg import ParameterDescriptor, SetParametersResult
 from rclpy.clock import Clock, ClockType
@@ -35,9 +36,9 @@ from rosgraph_msgs.msg import Clock as ClockMsg
 from sensor_msgs.msg import JointState
 from std_srvs.srv import Trigger
 
-from spot_policy import contract, paths
+from spot_policy import cdr, contract, paths, qos_events
 from spot_policy.node_main import run_node
-from spot_policy.state_publisher import StatePublisher, to_time
+from spot_policy.state_publisher import StatePublisher, subscribe_joint_command, to_time
 from spot_sim_bridge.backend import RobotState
 from spot_sim_bridge.bridge_core import (
     BACKENDS,
@@ -122,17 +123,20 @@ class SimBridgeNode(Node):
         self.core = BridgeCore(backend, actuation, config, self._on_event)
         self.backend_name = str(p["backend"])
 
-        self.clock_pub = self.create_publisher(ClockMsg, contract.TOPIC_CLOCK, 10)
+        self.clock_pub = self.create_publisher(
+            ClockMsg, contract.TOPIC_CLOCK, 10, event_callbacks=qos_events.internal_publisher()
+        )
         self.state_out = StatePublisher(self, self.core.backend.joint_names)
-        self.diag_pub = self.create_publisher(DiagnosticArray, contract.TOPIC_DIAGNOSTICS, 10)
-        self.create_subscription(JointState, contract.TOPIC_JOINT_COMMAND, self._on_command, COMMAND_QOS)
+        self.diag_pub = self.create_publisher(
+            DiagnosticArray, contract.TOPIC_DIAGNOSTICS, 10, event_callbacks=qos_events.internal_publisher()
+        )
+        subscribe_joint_command(self, COMMAND_QOS, self._on_command)
         self.create_subscription(JointState, "~/reset_pose", self._on_reset_pose, RESET_POSE_QOS)
         self.create_service(Trigger, "~/reset", self._on_reset)
         self.create_service(Trigger, "~/push", self._on_push)
         self.add_on_set_parameters_callback(self._on_set_parameters)
 
         self._reset_pose: dict[str, float] | None = None
-        self._clock_msg = ClockMsg()  # reused: publish serializes at once
         self._diag_at = (time.monotonic(), self.core.sim_time, 0)
         self._viewer = self._open_viewer(bool(p["gui"]))
         self._viewer_synced = 0.0
@@ -201,11 +205,11 @@ class SimBridgeNode(Node):
         self._wait_timer.reset()
         self._sync_viewer(locked=True)
 
-    def _lockstep_command(self, msg: JointState) -> None:
+    def _lockstep_command(self, names: tuple[str, ...], positions: np.ndarray) -> None:
         assert self.gate is not None
         with self._lock:
             if self.gate.command(time.monotonic()) is LockstepAction.STEP:
-                self.core.command(msg.name, msg.position)
+                self.core.command(names, positions)
                 self.core.lockstep_step()
             self._publish_lockstep()  # (a command answering a pre-reset state is dropped)
 
@@ -223,13 +227,12 @@ class SimBridgeNode(Node):
     def _publish_state(self) -> None:
         """Clock, imu, odom, then joint_states, one stamp (an input-triggered policy waits for all three)."""
         state: RobotState = self.core.state()
-        stamp = to_time(self.core.sim_time_ns)
-        self._clock_msg.clock = stamp
-        self.clock_pub.publish(self._clock_msg)
+        stamp_ns = self.core.sim_time_ns
+        self.clock_pub.publish(cdr.encode_clock(stamp_ns))
 
         w, x, y, z = state.base_quat
         self.state_out.publish(
-            stamp,
+            stamp_ns,
             (x, y, z, w),
             state.base_ang_vel_body,
             state.imu_lin_acc,
@@ -241,12 +244,12 @@ class SimBridgeNode(Node):
         )
 
     # ---------------------------------------------------------------- inputs
-    def _on_command(self, msg: JointState) -> None:
+    def _on_command(self, names: tuple[str, ...], positions: np.ndarray) -> None:
         if self.gate is not None:
-            self._lockstep_command(msg)
+            self._lockstep_command(names, positions)
         else:
             with self._lock:
-                self.core.command(msg.name, msg.position)
+                self.core.command(names, positions)
 
     def _on_reset_pose(self, msg: JointState) -> None:
         try:
