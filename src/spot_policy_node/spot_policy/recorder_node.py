@@ -2,8 +2,10 @@
 
 The fallback recorder of ``record:=true`` where rosbag2 is not installed (pip-only machines).
 Subscriptions are raw (``raw=True``): the CDR bytes go straight to
-:class:`spot_policy.bag_recorder.BagRecorder`, nothing is deserialized. Timestamps are this
-node's clock, i.e. simulation time under ``use_sim_time`` (as ``ros2 bag record --use-sim-time``);
+:class:`spot_policy.bag_recorder.BagRecorder`, nothing is deserialized. Timestamps are receive
+times: on the wall clock the middleware's, messages taken in batches every 20 ms and written in
+receive order (no executor wake-up per message: a robot streams ~1000/s); under ``use_sim_time``
+this node's simulated clock at each message's callback (as ``ros2 bag record --use-sim-time``);
 messages that arrive before the first ``clock`` are stamped 0.
 
 Parameters:
@@ -19,19 +21,24 @@ offer (as ``ros2 bag record``). SIGINT/SIGTERM close the bag cleanly.
 
 from __future__ import annotations
 
+import bisect
 import functools
 import importlib
 import signal
 import sys
 import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import rclpy
+from rclpy.clock import Clock, ClockType
+from rclpy.exceptions import InvalidHandle
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 from rclpy.signals import SignalHandlerOptions
+from rclpy.subscription import Subscription
 
 from spot_policy import contract
 from spot_policy.bag_recorder import (
@@ -43,6 +50,8 @@ from spot_policy.bag_recorder import (
     check_type,
     default_typestore,
 )
+from spot_policy.polling import PolledGroup, take_raw
+from spot_policy.realtime_gc import freeze_startup_heap
 
 NODE_NAME = "recorder"
 #: Topics on which a best-effort subscription is the compatible choice (any publisher QoS).
@@ -50,6 +59,8 @@ LATCHED_TOPICS = frozenset({contract.TOPIC_PROFILE_SEGMENT, "policy_node/events"
 BEST_EFFORT_TOPICS = frozenset({contract.TOPIC_JOINT_STATES, contract.TOPIC_IMU, contract.TOPIC_ODOM, "clock"})
 #: Deep queues: a lockstep run publishes in bursts much faster than real time.
 QUEUE_DEPTH = 1000
+#: Wall-clock recording takes its messages this often (a 333 Hz stream: ~7 per poll).
+POLL_PERIOD_S = 0.02
 
 DEFAULT_TOPICS: tuple[str, ...] = (
     f"{contract.TOPIC_JOINT_STATES}:sensor_msgs/msg/JointState",
@@ -114,6 +125,13 @@ class RecorderNode(Node):
                 raise ValueError(f"topic {topic} is listed twice; fix: list each topic once")
             resolved.append((topic, spec, _import_message(spec.msgtype)))
         self.bag = BagRecorder(Path(out), typestore=typestore)
+        # Wall-clock time: take the messages in batches, stamped with their receive times (see
+        # spot_policy.polling). Simulated time: one callback per message, stamped on that clock.
+        self._polled: list[tuple[Subscription, str, str]] = []
+        self._pending: list[tuple[int, int, str, str, bytes]] = []  # (received, order, topic, type, data)
+        self._order = 0
+        self._poll_lock = threading.Lock()
+        polled = not self.get_parameter("use_sim_time").value
         for topic, spec, msg_class in resolved:
             self.bag.set_qos(topic, RELIABLE if spec.reliable else SENSOR_DATA)
             reliability = ReliabilityPolicy.RELIABLE if spec.reliable else ReliabilityPolicy.BEST_EFFORT
@@ -125,17 +143,47 @@ class RecorderNode(Node):
                 if spec.topic.lstrip("/") in LATCHED_TOPICS
                 else DurabilityPolicy.VOLATILE
             )
-            self.create_subscription(
+            subscription = self.create_subscription(
                 msg_class,
                 topic,
                 functools.partial(self._on_message, topic, spec.msgtype),
                 QoSProfile(depth=QUEUE_DEPTH, reliability=reliability, durability=durability),
                 raw=True,
+                callback_group=PolledGroup() if polled else None,
             )
+            if polled:
+                self._polled.append((subscription, topic, spec.msgtype))
+        if polled:
+            self.create_timer(POLL_PERIOD_S, self._poll, clock=Clock(clock_type=ClockType.STEADY_TIME))
         self.get_logger().info(f"recording {len(resolved)} topics to {out}")
 
+    def _poll(self, final: bool = False) -> None:
+        """Write, in receive order, every message received up to now. Taken after the cut-off
+        time, so nothing received before it is still waiting; later ones wait for the next poll."""
+        with self._poll_lock:  # the executor's timer, or main() flushing at a signal
+            self._take_and_write(final)
+
+    def _take_and_write(self, final: bool) -> None:
+        cutoff = time.time_ns()
+        pending = self._pending
+        try:
+            for subscription, topic, msgtype in self._polled:
+                while (taken := take_raw(subscription)) is not None:
+                    data, info = taken
+                    self._order += 1
+                    pending.append((info.get("received_timestamp") or cutoff, self._order, topic, msgtype, data))
+        except InvalidHandle:
+            pass  # shut down already (main() flushed before that): write what was taken
+        pending.sort()
+        ready = len(pending) if final else bisect.bisect_right(pending, (cutoff, float("inf")))
+        for received, _, topic, msgtype, data in pending[:ready]:
+            self._write(topic, msgtype, data, received)
+        del pending[:ready]
+
     def _on_message(self, topic: str, msgtype: str, data: bytes) -> None:
-        stamp = self.get_clock().now().nanoseconds
+        self._write(topic, msgtype, data, self.get_clock().now().nanoseconds)
+
+    def _write(self, topic: str, msgtype: str, data: bytes, stamp: int) -> None:
         if not self.bag.has_topic(topic):
             self._store_offered_qos(topic)
         try:
@@ -161,8 +209,14 @@ class RecorderNode(Node):
         if offered:  # the publisher may be gone already: keep the subscription's default then
             self.bag.set_qos(topic, offered)
 
+    def flush(self) -> None:
+        """Write everything received so far (wall-clock recording); call before shutting down."""
+        if self._polled and not self.bag.closed:
+            self._poll(final=True)
+
     def close(self) -> dict[str, int]:
         """Finalize the bag (``metadata.yaml``); safe to call more than once."""
+        self.flush()
         return self.bag.close()
 
 
@@ -209,6 +263,7 @@ def main(args: list[str] | None = None) -> int:
         node = RecorderNode()
         executor = SingleThreadedExecutor()
         executor.add_node(node)
+        freeze_startup_heap()
         spinner = threading.Thread(target=_spin, args=(executor, failure), name="recorder-spin", daemon=True)
         spinner.start()
         while spinner.is_alive():
@@ -219,6 +274,8 @@ def main(args: list[str] | None = None) -> int:
         print(f"{NODE_NAME}: {exc}", file=sys.stderr)
         code = 2
     finally:
+        if node is not None:
+            node.flush()  # while the subscriptions still exist
         rclpy.try_shutdown()  # ends the spin if a KeyboardInterrupt came first
         if spinner is not None:
             spinner.join(timeout=5.0)
