@@ -14,6 +14,7 @@ from rclpy.executors import Executor, ExternalShutdownException, SingleThreadedE
 from rclpy.node import Node
 
 from spot_policy.errors import PolicyLoadError
+from spot_policy.realtime_gc import freeze_startup_heap
 
 CONFIG_ERRORS: tuple[type[Exception], ...] = (PolicyLoadError, ValueError)
 
@@ -39,6 +40,7 @@ def run_node(
         node = make()
         executor = make_executor(node) if make_executor else SingleThreadedExecutor()
         executor.add_node(node)
+        freeze_startup_heap()
         if until is None:
             executor.spin()
         else:

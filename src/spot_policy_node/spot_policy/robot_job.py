@@ -22,6 +22,7 @@ from pathlib import Path
 
 from spot_policy import bringup, paths
 from spot_policy.profile import load_profile
+from spot_policy.realtime_gc import freeze_startup_heap
 from spot_policy.sim_job import JobError, default_out, make_report, run_nodes
 
 ENV_USERNAME = "BOSDYN_CLIENT_USERNAME"
@@ -107,6 +108,7 @@ def main(args: argparse.Namespace) -> int:
         sys.setswitchinterval(0.0005)  # the emulator's physics thread shares this process
         username, password = "spot-policy", secrets.token_urlsafe(18)
         emulator = SpotEmulator(username, password, tls_dir=out / "emulator").start()
+        freeze_startup_heap()  # the emulator's physics and stream run in this process
         env[ENV_USERNAME], env[ENV_PASSWORD] = username, password
         bridge = {"hostname": "127.0.0.1", "port": emulator.port, "ca_cert": str(emulator.ca_path)}
         target = f"the Spot API emulator on 127.0.0.1:{emulator.port}"

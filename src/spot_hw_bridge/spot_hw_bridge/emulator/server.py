@@ -30,6 +30,8 @@ from concurrent import futures
 from dataclasses import dataclass
 from pathlib import Path
 
+from spot_policy.realtime_gc import freeze_startup_heap
+
 FAULTS = ("wrong_password", "no_licence", "estop", "lease_taken", "state_stall", "latency", "no_time_sync")
 
 
@@ -293,6 +295,7 @@ def main(args: argparse.Namespace) -> int:
     except OSError as exc:
         print(f"spot-policy emulator: error: {exc}; fix: choose another --port", file=sys.stderr)
         return 1
+    freeze_startup_heap()  # a full collection would stall the physics and the state stream
     print(
         f"Spot API emulator on {args.host}:{emulator.port} (TLS, CA {emulator.ca_path}); try:\n"
         f"  ros2 launch spot_policy robot.launch.py hostname:={args.host} port:={emulator.port} "
