@@ -94,26 +94,27 @@ def core_loop_rtf(policy: str, seconds: float) -> float:
 
 
 class _Watcher:
-    """A small rclpy side for the process benchmarks: counts joint_command, keeps diagnostics."""
+    """A small rclpy side for the process benchmarks: keeps diagnostics (and the bridge's sim time
+    by wall time), and keeps cmd_vel alive while walking. It stays off the 50 Hz command path, so
+    it takes no CPU from the loop it measures."""
 
     def __init__(self) -> None:
         import rclpy
         from diagnostic_msgs.msg import DiagnosticArray
         from geometry_msgs.msg import Twist
         from rclpy.executors import SingleThreadedExecutor
-        from rclpy.qos import QoSProfile, ReliabilityPolicy
-        from sensor_msgs.msg import JointState
         from std_srvs.srv import Trigger
 
         self.context = rclpy.Context()
         rclpy.init(context=self.context)
         self.node = rclpy.create_node("bench_sim", context=self.context)
-        self.commands: list[float] = []
         self.diagnostics: dict[str, dict[str, str]] = {}
-        qos = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE)
-        self.node.create_subscription(JointState, contract.TOPIC_JOINT_COMMAND, self._on_command, qos)
+        self.sim_times: list[tuple[float, float]] = []  # (wall, bridge sim time) per diagnostics
         self.node.create_subscription(DiagnosticArray, contract.TOPIC_DIAGNOSTICS, self._on_diag, 10)
         self.cmd_pub = self.node.create_publisher(Twist, contract.TOPIC_CMD_VEL, 10)
+        self._cmd_vel: Twist | None = None
+        # cmd_vel times out after 0.5 s of the policy's (simulated) time: 40 Hz wall covers 20x.
+        self.node.create_timer(0.025, self._keep_walking)
         self.trigger = Trigger
         self.executor = SingleThreadedExecutor(context=self.context)
         self.executor.add_node(self.node)
@@ -125,12 +126,16 @@ class _Watcher:
         while self._run:
             self.executor.spin_once(timeout_sec=0.05)
 
-    def _on_command(self, _msg) -> None:
-        self.commands.append(time.monotonic())
+    def _keep_walking(self) -> None:
+        if self._cmd_vel is not None:
+            self.cmd_pub.publish(self._cmd_vel)
 
     def _on_diag(self, msg) -> None:
         for status in msg.status:
-            self.diagnostics[status.name] = {kv.key: kv.value for kv in status.values}
+            values = {kv.key: kv.value for kv in status.values}
+            self.diagnostics[status.name] = values
+            if status.name.startswith("sim_bridge") and "sim_time_s" in values:
+                self.sim_times.append((time.monotonic(), float(values["sim_time_s"])))
 
     def call(self, service: str, timeout: float = 30.0) -> tuple[bool, str]:
         client = self.node.create_client(self.trigger, service)
@@ -148,6 +153,7 @@ class _Watcher:
 
         msg = Twist()
         msg.linear.x = vx
+        self._cmd_vel = msg
         for _ in range(200):
             self.cmd_pub.publish(msg)
             ok, why = self.call("/policy_node/walk")
@@ -189,14 +195,15 @@ def bench_lockstep(args: argparse.Namespace) -> list[Row]:
         watcher = _Watcher()
         try:
             watcher.walk()
-            time.sleep(1.0)
-            watcher.commands.clear()
-            time.sleep(seconds)
-            stamps = list(watcher.commands)
+            time.sleep(1.5)
+            watcher.sim_times.clear()
+            time.sleep(seconds + 1.0)
+            samples = list(watcher.sim_times)
         finally:
             watcher.close()
             group.stop()
-    rtf = (len(stamps) - 1) * 0.02 / (stamps[-1] - stamps[0]) if len(stamps) > 2 else 0.0
+    (wall0, sim0), (wall1, sim1) = (samples[0], samples[-1]) if len(samples) > 1 else ((0.0, 0.0), (1.0, 0.0))
+    rtf = (sim1 - sim0) / (wall1 - wall0)
     return [
         Row(
             "lockstep",
