@@ -46,11 +46,6 @@ def _log_tail(out: Path) -> str:
     return "\n--- hw_bridge.log ---\n" + "\n".join(log.read_text().splitlines()[-15:]) if log.is_file() else ""
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="KNOWN DEFECT (issue 5 open): on 2 cores the real-time robot path sometimes stalls past the policy "
-    "node's 60 ms input watchdog, which faults it (seen in 1 of 4 clean-clone CI runs)",
-)
 def test_the_robot_path_runs_a_profile_on_the_emulator_and_returns_the_lease(tmp_path: Path) -> None:
     """The mechanics, with a stand-in policy (its network does not walk): bring-up through
     bosdyn-client, joint control streaming, the run folder of the sim job, a clean shutdown."""
@@ -83,12 +78,6 @@ def test_the_robot_path_runs_a_profile_on_the_emulator_and_returns_the_lease(tmp
 @pytest.mark.skipif(
     not SHIPPED.is_dir(),
     reason="config/policies/spot_flat_mjx (the walking policy) is not shipped yet: this acceptance waits for it",
-)
-@pytest.mark.xfail(
-    strict=False,
-    reason="KNOWN DEFECT (issue 5 open): on a 2-core machine the real-time robot path through the emulator "
-    "misses 0.15 m/s / 0.2 rad/s, or a watchdog aborts the profile, in most runs (3 of 4 measured); "
-    "the same policy passes through the lockstep sim bridge",
 )
 def test_shipped_policy_walks_the_default_profile_on_the_emulator(tmp_path: Path) -> None:
     summary, _ = run_robot_job(tmp_path / "run", "--no-video", timeout=400)
