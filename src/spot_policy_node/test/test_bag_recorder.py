@@ -329,9 +329,9 @@ def test_signal_closes_the_bag(ros_context: Context, tmp_path: Path, sig: signal
     publisher = node.create_publisher(Twist, topic, 10)
     try:
         assert wait_for(lambda: publisher.get_subscription_count() > 0, timeout=15.0), "recorder did not start"
-        time.sleep(0.1)  # the recorder's side of discovery
-        for i in range(60):  # 0.3 s at 200 Hz, the signal lands in the middle
-            if i == 30:
+        time.sleep(0.5)  # the recorder's side of discovery (0.1 s lost every message once, under CI load)
+        for i in range(120):  # 0.6 s at 200 Hz, the signal lands in the middle
+            if i == 60:
                 process.send_signal(sig)
             msg = Twist()
             msg.linear.x = float(i)
