@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -41,6 +42,36 @@ def run_robot_job(out: Path, *args: str, timeout: float = 240) -> tuple[dict, st
     return json.loads((out / "summary.json").read_text()), output
 
 
+#: What the robot path logs when this machine (not the code) stalled past a safety margin: the bridge's
+#: link-latency check (state late over 30 ms of robot time) or the policy node's 60 ms input watchdog.
+STALL_MARKS = ("link latency too high", "is stale (")
+
+
+def _stall_in(out: Path) -> str | None:
+    for name in ("hw_bridge.log", "policy_node.log"):
+        log = out / "logs" / name
+        if log.is_file():
+            for line in log.read_text().splitlines():
+                if any(mark in line for mark in STALL_MARKS):
+                    return line
+    return None
+
+
+def run_checked(tmp_path: Path, check: Callable[[Path], None]) -> None:
+    """Run ``check(run_folder)``; once more only if the first run failed after the bridge or the policy
+    node detected a stall of this machine and took its safe behaviour (the 2 shared cores run the
+    emulator's physics, the bridge, the policy node, the recorder and the player in real time: stalls
+    of ~100 ms happen in about one CI run in three). Any other failure, or a second one, fails."""
+    try:
+        check(tmp_path / "run")
+    except AssertionError:
+        stall = _stall_in(tmp_path / "run")
+        if stall is None:
+            raise
+        print(f"\nfirst run failed after a detected machine stall, running once more: {stall}")
+        check(tmp_path / "run_again")
+
+
 def _log_tail(out: Path) -> str:
     log = out / "logs" / "hw_bridge.log"
     return "\n--- hw_bridge.log ---\n" + "\n".join(log.read_text().splitlines()[-15:]) if log.is_file() else ""
@@ -51,8 +82,12 @@ def test_the_robot_path_runs_a_profile_on_the_emulator_and_returns_the_lease(tmp
     bosdyn-client, joint control streaming, the run folder of the sim job, a clean shutdown."""
     profile = tmp_path / "mechanics.yaml"
     profile.write_text(MECHANICS_PROFILE)
-    out = tmp_path / "run"
-    summary, output = run_robot_job(out, "--profile", str(profile), "--policy", str(make_run(tmp_path / "logs")))
+    policy = make_run(tmp_path / "logs")
+    run_checked(tmp_path, lambda out: check_mechanics(out, profile, policy))
+
+
+def check_mechanics(out: Path, profile: Path, policy: Path) -> None:
+    summary, output = run_robot_job(out, "--profile", str(profile), "--policy", str(policy))
     assert summary["mode"] == "robot (emulator)" and [s["name"] for s in summary["segments"]] == [
         "stand",
         "walk",
@@ -80,7 +115,11 @@ def test_the_robot_path_runs_a_profile_on_the_emulator_and_returns_the_lease(tmp
     reason="config/policies/spot_flat_mjx (the walking policy) is not shipped yet: this acceptance waits for it",
 )
 def test_shipped_policy_walks_the_default_profile_on_the_emulator(tmp_path: Path) -> None:
-    summary, _ = run_robot_job(tmp_path / "run", "--no-video", timeout=400)
+    run_checked(tmp_path, check_walks_the_default_profile)
+
+
+def check_walks_the_default_profile(out: Path) -> None:
+    summary, _ = run_robot_job(out, "--no-video", timeout=400)
     assert not summary["fell"], summary["min_base_height_m"]
     moving = [s for s in summary["segments"] if s["moving"]]
     assert [s["name"] for s in moving] == ["forward", "turn", "sidestep"]
@@ -88,3 +127,24 @@ def test_shipped_policy_walks_the_default_profile_on_the_emulator(tmp_path: Path
         assert s["tracking_error"]["vxy_m_s"] <= MAX_VXY_ERROR, s
         assert s["tracking_error"]["wz_rad_s"] <= MAX_WZ_ERROR, s
     assert summary["robot"]["lease_returned"], summary["robot"]
+
+
+def test_a_run_is_repeated_only_after_a_detected_machine_stall(tmp_path: Path) -> None:
+    calls: list[str] = []
+
+    def check(log_line: str) -> Callable[[Path], None]:
+        def run(out: Path) -> None:
+            calls.append(out.name)
+            (out / "logs").mkdir(parents=True)
+            (out / "logs" / "hw_bridge.log").write_text(log_line + "\n")
+            if out.name == "run":
+                raise AssertionError("tracking 0.69 > 0.2")
+
+        return run
+
+    run_checked(tmp_path / "a", check("[ERROR] [hw_bridge]: link latency too high: state messages arrive 67 ms"))
+    assert calls == ["run", "run_again"]
+    calls.clear()
+    with pytest.raises(AssertionError, match="tracking"):
+        run_checked(tmp_path / "b", check("[INFO] [hw_bridge]: joint control active"))
+    assert calls == ["run"]
