@@ -80,28 +80,26 @@ class JointStateDecoder:
         stamp_ns, offset = _skip_header(buf, order)
         start = _align(offset, 4)
         offset = start + len(self._names_raw)
-        if not self._names_raw or buf[start:offset] != self._names_raw:  # a new name list: walk it
-            (count,) = struct.unpack_from(order + "I", buf, start)
-            offset = start + 4
-            for _ in range(count):
-                offset = _skip_string(buf, order, offset)
+        if not self._names_raw or buf[start:offset] != self._names_raw:  # a new name list
+            self._names, offset = _strings(buf, order, start)
             self._names_raw = bytes(buf[start:offset])
-            self._names = self._decode_names(buf, order, start, count)
         position, offset = _doubles(buf, order, offset)
         velocity, offset = _doubles(buf, order, offset)
         effort, _ = _doubles(buf, order, offset)
         return JointStateView(stamp_ns, self._names, position, velocity, effort)
 
-    @staticmethod
-    def _decode_names(buf: bytes, order: str, offset: int, count: int) -> tuple[str, ...]:
-        names = []
-        offset += 4
-        for _ in range(count):
-            offset = _align(offset, 4)
-            (length,) = struct.unpack_from(order + "I", buf, offset)
-            names.append(bytes(buf[offset + 4 : offset + 3 + length]).decode())  # drops the NUL
-            offset += 4 + length
-        return tuple(names)
+
+def _strings(buf: bytes, order: str, offset: int) -> tuple[tuple[str, ...], int]:
+    """A ``string[]`` (offset aligned to 4): the strings and the offset after them."""
+    (count,) = struct.unpack_from(order + "I", buf, offset)
+    offset += 4
+    out = []
+    for _ in range(count):
+        offset = _align(offset, 4)
+        (length,) = struct.unpack_from(order + "I", buf, offset)
+        out.append(bytes(buf[offset + 4 : offset + 3 + length]).decode())  # drops the NUL
+        offset += 4 + length
+    return tuple(out), offset
 
 
 def decode_imu(buf: bytes) -> tuple[int, tuple[float, ...], tuple[float, ...]]:

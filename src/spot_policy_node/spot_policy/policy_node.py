@@ -18,7 +18,6 @@ from nav_msgs.msg import Odometry
 from rclpy.clock import Clock, ClockType
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
-from rclpy.serialization import deserialize_message
 from sensor_msgs.msg import Imu, JointState
 from std_msgs.msg import Float32MultiArray, Int64MultiArray, String
 from std_srvs.srv import Trigger
@@ -29,6 +28,7 @@ from spot_policy.controller import Command, ControllerConfig, Mode, PolicyContro
 from spot_policy.loader import LoadedPolicy, load_policy
 from spot_policy.node_main import run_node
 from spot_policy.polling import PolledGroup, take_raw
+from spot_policy.state_publisher import plain_cdr_fallback
 
 TRIGGERS = ("timer", "input")
 #: Polled state inputs (timer trigger): deep enough for a tick's worth of a 333 Hz stream.
@@ -109,7 +109,9 @@ class PolicyNode(Node):
         # message objects costs more than the policy's inference. With the timer trigger the node
         # takes them itself at each tick (POLLED: the executor never wakes for them): a robot
         # streams ~1000 state messages/s, and an executor wake-up per message took ~40 % of a core.
-        self._decode_joint_states = cdr.JointStateDecoder()
+        self._read_joint_states = plain_cdr_fallback(cdr.JointStateDecoder(), JointState)
+        self._read_imu = plain_cdr_fallback(cdr.decode_imu, Imu)
+        self._read_odom = plain_cdr_fallback(cdr.decode_odometry_twist, Odometry)
         polled = self.trigger == "timer"
         self._inputs = [
             (
@@ -188,37 +190,19 @@ class PolicyNode(Node):
         self._after_input(self._odom(data))
 
     def _joint_states(self, data: bytes, arrived_ns: int | None = None) -> int:
-        try:
-            m = self._decode_joint_states(data)
-        except cdr.UnsupportedEncoding:
-            msg = deserialize_message(data, JointState)
-            m = cdr.JointStateView(
-                msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec,
-                tuple(msg.name), msg.position, msg.velocity, msg.effort,
-            )  # fmt: skip
+        m = self._read_joint_states(data)
         now_ns = self._input(debug.JOINT_STATES, m.stamp_ns, arrived_ns)
         self.controller.joint_state(m.names, m.position, m.velocity, now_ns * 1e-9, m.stamp_ns * 1e-9, m.effort)
         return now_ns
 
     def _imu(self, data: bytes, arrived_ns: int | None = None) -> int:
-        try:
-            stamp_ns, orientation, angular_velocity = cdr.decode_imu(data)
-        except cdr.UnsupportedEncoding:
-            msg = deserialize_message(data, Imu)
-            o, w = msg.orientation, msg.angular_velocity
-            stamp_ns = msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec
-            orientation, angular_velocity = (o.x, o.y, o.z, o.w), (w.x, w.y, w.z)
+        stamp_ns, orientation, angular_velocity = self._read_imu(data)
         now_ns = self._input(debug.IMU, stamp_ns, arrived_ns)
         self.controller.imu(orientation, angular_velocity, now_ns * 1e-9, stamp_ns * 1e-9)
         return now_ns
 
     def _odom(self, data: bytes, arrived_ns: int | None = None) -> int:
-        try:
-            stamp_ns, linear = cdr.decode_odometry_twist(data)
-        except cdr.UnsupportedEncoding:
-            msg = deserialize_message(data, Odometry)
-            v = msg.twist.twist.linear
-            stamp_ns, linear = msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec, (v.x, v.y, v.z)
+        stamp_ns, linear = self._read_odom(data)
         now_ns = self._input(debug.ODOM, stamp_ns, arrived_ns)
         self.controller.odom(linear, now_ns * 1e-9, stamp_ns * 1e-9)
         return now_ns

@@ -8,17 +8,20 @@ Every bridge (the simulator's, the robot's) publishes exactly these messages and
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from typing import TypeVar
 
 import numpy as np
 from builtin_interfaces.msg import Time
 from nav_msgs.msg import Odometry
 from rclpy.node import Node
 from rclpy.qos import QoSProfile, qos_profile_sensor_data
-from rclpy.serialization import deserialize_message
+from rclpy.serialization import deserialize_message, serialize_message
 from rclpy.subscription import Subscription
 from sensor_msgs.msg import Imu, JointState
 
 from spot_policy import cdr, contract, qos_events
+
+T = TypeVar("T")
 
 
 def to_time(ns: int) -> Time:
@@ -64,19 +67,28 @@ class StatePublisher:
         self.published += 1
 
 
+def plain_cdr_fallback(decode: Callable[[bytes], T], msg_type: type) -> Callable[[bytes], T]:
+    """``decode`` (a :mod:`spot_policy.cdr` reader), and for a payload in another encoding (a
+    middleware's XCDR2) the same message re-serialized as plain CDR by rclpy first."""
+
+    def read(data: bytes) -> T:
+        try:
+            return decode(data)
+        except cdr.UnsupportedEncoding:
+            return decode(serialize_message(deserialize_message(data, msg_type)))
+
+    return read
+
+
 def subscribe_joint_command(
     node: Node, qos: QoSProfile, on_command: Callable[[tuple[str, ...], np.ndarray], None]
 ) -> Subscription:
     """The bridge's ``joint_command`` input, read raw (:mod:`spot_policy.cdr`): names and positions."""
-    decode = cdr.JointStateDecoder()
+    read = plain_cdr_fallback(cdr.JointStateDecoder(), JointState)
 
     def on_raw(data: bytes) -> None:
-        try:
-            view = decode(data)
-            on_command(view.names, view.position)
-        except cdr.UnsupportedEncoding:
-            msg = deserialize_message(data, JointState)
-            on_command(tuple(msg.name), np.asarray(msg.position, dtype=np.float64))
+        view = read(data)
+        on_command(view.names, view.position)
 
     events = qos_events.contract_subscription(contract.TOPIC_JOINT_COMMAND, node.get_logger().warning)
     return node.create_subscription(

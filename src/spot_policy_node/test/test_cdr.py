@@ -152,3 +152,23 @@ def test_clock_encodes() -> None:
 
     msg = deserialize_message(cdr.encode_clock(5_000_000_123), Clock)
     assert (msg.clock.sec, msg.clock.nanosec) == (5, 123)
+
+
+def test_other_encodings_are_read_after_rclpy_re_serializes_them() -> None:
+    """The fallback path of the nodes' readers (a real XCDR2 payload cannot be made here: the
+    decoder below refuses the first payload the way spot_policy.cdr refuses XCDR2)."""
+    from spot_policy.state_publisher import plain_cdr_fallback
+
+    seen: list[bytes] = []
+
+    def picky(data: bytes):
+        seen.append(data)
+        if len(seen) == 1:
+            raise cdr.UnsupportedEncoding("CDR encapsulation 0007 is not plain CDR")
+        return cdr.decode_odometry_twist(data)
+
+    msg = Odometry()
+    msg.header.stamp.sec = 4
+    msg.twist.twist.linear.x, msg.twist.twist.linear.y = 0.5, -0.25
+    assert plain_cdr_fallback(picky, Odometry)(serialize_message(msg)) == (4_000_000_000, (0.5, -0.25, 0.0))
+    assert len(seen) == 2
