@@ -8,6 +8,7 @@ MUJOCO_GL says otherwise (MuJoCo picks its GL backend when first imported).
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 
 import pytest
 
@@ -22,3 +23,17 @@ if "MUJOCO_GL" not in os.environ and not os.environ.get("DISPLAY"):
 def ros_domain_id() -> int:
     """The ROS domain this test process owns."""
     return ROS_DOMAIN_ID
+
+
+@pytest.fixture()
+def ros_context() -> Iterator[object]:
+    """An rclpy context of the test's own, shut down after it (whatever the test left running)."""
+    import rclpy
+    from rclpy.context import Context
+
+    context = Context()
+    rclpy.init(context=context)
+    try:
+        yield context
+    finally:
+        rclpy.try_shutdown(context=context)

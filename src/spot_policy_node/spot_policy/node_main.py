@@ -14,6 +14,7 @@ from rclpy.executors import Executor, ExternalShutdownException, SingleThreadedE
 from rclpy.node import Node
 
 from spot_policy.errors import PolicyLoadError
+from spot_policy.hot_loop import HotLoop, hot_inputs_of
 from spot_policy.realtime_gc import freeze_startup_heap
 
 CONFIG_ERRORS: tuple[type[Exception], ...] = (PolicyLoadError, ValueError)
@@ -31,7 +32,8 @@ def run_node(
     """Run one node to the end; returns the process exit status.
 
     ``until``: spin only while it is false (a node that finishes by itself); ``exit_code``: the
-    status such a node ends with.
+    status such a node ends with. A node with hot inputs (:mod:`spot_policy.hot_loop`) is spun by
+    a :class:`~spot_policy.hot_loop.HotLoop` around its executor.
     """
     rclpy.init(args=args)
     node: Node | None = None
@@ -41,7 +43,10 @@ def run_node(
         executor = make_executor(node) if make_executor else SingleThreadedExecutor()
         executor.add_node(node)
         freeze_startup_heap()
-        if until is None:
+        hot = hot_inputs_of(node)
+        if until is None and hot is not None:
+            HotLoop(executor, hot).spin(node.context)
+        elif until is None:
             executor.spin()
         else:
             while rclpy.ok() and not until(node):

@@ -25,6 +25,7 @@ from std_srvs.srv import Trigger
 from spot_policy import cdr, contract, paths, qos_events
 from spot_policy import debug_stream as debug
 from spot_policy.controller import Command, ControllerConfig, Mode, PolicyController
+from spot_policy.hot_loop import HotInputs
 from spot_policy.loader import LoadedPolicy, load_policy
 from spot_policy.node_main import run_node
 from spot_policy.polling import PolledGroup, take_raw
@@ -112,7 +113,10 @@ class PolicyNode(Node):
         self._read_joint_states = plain_cdr_fallback(cdr.JointStateDecoder(), JointState)
         self._read_imu = plain_cdr_fallback(cdr.decode_imu, Imu)
         self._read_odom = plain_cdr_fallback(cdr.decode_odometry_twist, Odometry)
+        # With the input trigger the node waits on them itself (spot_policy.hot_loop: HOT): the
+        # executor's wake-ups were most of a lock-stepped cycle's time.
         polled = self.trigger == "timer"
+        self._hot = self.trigger == "input" and params["executor"] == "single"
         self._inputs = [
             (
                 self.create_subscription(
@@ -122,7 +126,7 @@ class PolicyNode(Node):
                     POLLED_STATE_QOS if polled else qos_profile_sensor_data,
                     raw=True,
                     event_callbacks=qos_events.contract_subscription(topic, warn),
-                    callback_group=PolledGroup() if polled else None,
+                    callback_group=PolledGroup() if polled or self._hot else None,
                 ),
                 handle,
             )
@@ -178,6 +182,15 @@ class PolicyNode(Node):
         self.view.state(offset, stamp_ns, now_ns)
         self._op, self._op_ns = "input", now_ns
         return now_ns
+
+    def hot_inputs(self) -> HotInputs | None:
+        """Input trigger: the state subscriptions, for run_node's HotLoop (None: the executor's)."""
+        return HotInputs([sub for sub, _ in self._inputs], self._on_inputs_ready) if self._hot else None
+
+    def _on_inputs_ready(self) -> None:
+        for sub, handle in self._inputs:
+            while (taken := take_raw(sub)) is not None:
+                self._after_input(handle(taken[0]))
 
     # Executor callbacks: handle the message, then (input trigger) step if it completed an instant.
     def _on_joint_states(self, data: bytes) -> None:

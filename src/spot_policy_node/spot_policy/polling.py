@@ -7,7 +7,10 @@ them at its own rate (the policy at 50 Hz, the recorder in batches) takes them i
 
 from __future__ import annotations
 
+import time
+
 from rclpy.callback_groups import CallbackGroup
+from rclpy.impl.implementation_singleton import rclpy_implementation as _rclpy
 from rclpy.subscription import Subscription
 
 
@@ -30,3 +33,30 @@ class PolledGroup(CallbackGroup):
 
     def ending_execution(self, entity: object) -> None:
         pass
+
+
+def subscription_wait_set(count: int, context):
+    """A wait set for ``count`` subscriptions. ``rclpy_implementation.WaitSet`` is not public API,
+    but it is what ``rclpy.wait_for_message`` uses, with this signature from Humble through Kilted."""
+    return _rclpy.WaitSet(count, 0, 0, 0, 0, 0, context.handle)
+
+
+class Waiter:
+    """Wait for one polled subscription's next message in the calling thread (no executor, no
+    thread hand-off): what a measuring harness needs to add nothing to what it measures."""
+
+    def __init__(self, subscription: Subscription, context) -> None:
+        self.subscription = subscription
+        self._wait_set = subscription_wait_set(1, context)
+
+    def take(self, timeout_s: float) -> tuple[bytes, dict] | None:
+        """The next message and its info, or None after ``timeout_s``."""
+        end = time.monotonic() + timeout_s
+        while (taken := take_raw(self.subscription)) is None:
+            left = end - time.monotonic()
+            if left <= 0:
+                return None
+            self._wait_set.clear_entities()
+            self._wait_set.add_subscription(self.subscription.handle)
+            self._wait_set.wait(int(left * 1e9))
+        return taken

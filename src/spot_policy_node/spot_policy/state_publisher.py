@@ -16,10 +16,11 @@ from nav_msgs.msg import Odometry
 from rclpy.node import Node
 from rclpy.qos import QoSProfile, qos_profile_sensor_data
 from rclpy.serialization import deserialize_message, serialize_message
-from rclpy.subscription import Subscription
 from sensor_msgs.msg import Imu, JointState
 
 from spot_policy import cdr, contract, qos_events
+from spot_policy.hot_loop import HotInputs
+from spot_policy.polling import PolledGroup, take_raw
 
 T = TypeVar("T")
 
@@ -81,9 +82,16 @@ def plain_cdr_fallback(decode: Callable[[bytes], T], msg_type: type) -> Callable
 
 
 def subscribe_joint_command(
-    node: Node, qos: QoSProfile, on_command: Callable[[tuple[str, ...], np.ndarray], None]
-) -> Subscription:
-    """The bridge's ``joint_command`` input, read raw (:mod:`spot_policy.cdr`): names and positions."""
+    node: Node,
+    qos: QoSProfile,
+    on_command: Callable[[tuple[str, ...], np.ndarray], None],
+    hot: bool = False,
+) -> HotInputs:
+    """The bridge's ``joint_command`` input, read raw (:mod:`spot_policy.cdr`): names and positions.
+
+    ``hot``: the executor never waits on it; the returned :class:`~spot_policy.hot_loop.HotInputs`
+    is what the node's ``hot_inputs()`` offers (a lock-stepped bridge waits on its command itself).
+    """
     read = plain_cdr_fallback(cdr.JointStateDecoder(), JointState)
 
     def on_raw(data: bytes) -> None:
@@ -91,6 +99,18 @@ def subscribe_joint_command(
         on_command(view.names, view.position)
 
     events = qos_events.contract_subscription(contract.TOPIC_JOINT_COMMAND, node.get_logger().warning)
-    return node.create_subscription(
-        JointState, contract.TOPIC_JOINT_COMMAND, on_raw, qos, raw=True, event_callbacks=events
+    subscription = node.create_subscription(
+        JointState,
+        contract.TOPIC_JOINT_COMMAND,
+        on_raw,
+        qos,
+        raw=True,
+        event_callbacks=events,
+        callback_group=PolledGroup() if hot else None,
     )
+
+    def take_all() -> None:
+        while (taken := take_raw(subscription)) is not None:
+            on_raw(taken[0])
+
+    return HotInputs([subscription], take_all)

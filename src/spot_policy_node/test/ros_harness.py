@@ -19,6 +19,7 @@ from sensor_msgs.msg import Imu, JointState
 from std_srvs.srv import Trigger
 
 from spot_policy import contract
+from spot_policy.hot_loop import HotLoop, hot_inputs_of
 
 
 def to_stamp(t: float):
@@ -128,15 +129,26 @@ class BridgeHarness(Node):
 
 
 class Spinner:
-    """Spins nodes on a background executor so the test thread can publish and wait."""
+    """Spins nodes on a background executor so the test thread can publish and wait; a node with
+    hot inputs (spot_policy.hot_loop) gets a HotLoop of its own, as run_node gives it."""
 
     def __init__(self, *nodes: Node) -> None:
         self.executor = SingleThreadedExecutor()
-        for node in nodes:
-            self.executor.add_node(node)
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
+        self._threads = [threading.Thread(target=self._run, daemon=True)]
+        self._hot: list[tuple[HotLoop, SingleThreadedExecutor]] = []
+        for node in nodes:
+            hot = hot_inputs_of(node)
+            if hot is None:
+                self.executor.add_node(node)
+                continue
+            executor = SingleThreadedExecutor()
+            executor.add_node(node)
+            loop = HotLoop(executor, hot)
+            self._hot.append((loop, executor))
+            self._threads.append(threading.Thread(target=loop.spin, args=(node.context,), daemon=True))
+        for thread in self._threads:
+            thread.start()
 
     def _run(self) -> None:
         while not self._stop.is_set() and rclpy.ok():
@@ -144,8 +156,13 @@ class Spinner:
 
     def close(self) -> None:
         self._stop.set()
-        self._thread.join(timeout=5)
+        for loop, _ in self._hot:
+            loop.stop()
+        for thread in self._threads:
+            thread.join(timeout=5)
         self.executor.shutdown()
+        for _, executor in self._hot:
+            executor.shutdown()
 
 
 def wait_until(predicate: Callable[[], bool], timeout: float = 5.0, poll: float = 0.005) -> bool:

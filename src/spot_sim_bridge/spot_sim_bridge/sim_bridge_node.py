@@ -37,6 +37,7 @@ from sensor_msgs.msg import JointState
 from std_srvs.srv import Trigger
 
 from spot_policy import cdr, contract, paths, qos_events
+from spot_policy.hot_loop import HotInputs
 from spot_policy.node_main import run_node
 from spot_policy.state_publisher import StatePublisher, subscribe_joint_command, to_time
 from spot_sim_bridge.backend import RobotState
@@ -130,7 +131,9 @@ class SimBridgeNode(Node):
         self.diag_pub = self.create_publisher(
             DiagnosticArray, contract.TOPIC_DIAGNOSTICS, 10, event_callbacks=qos_events.internal_publisher()
         )
-        subscribe_joint_command(self, COMMAND_QOS, self._on_command)
+        # lockstep: the node waits on joint_command itself (spot_policy.hot_loop), the executor
+        # catches up on services and timers in between; realtime: the executor delivers it.
+        self._command_input = subscribe_joint_command(self, COMMAND_QOS, self._on_command, hot=self.mode == "lockstep")
         self.create_subscription(JointState, "~/reset_pose", self._on_reset_pose, RESET_POSE_QOS)
         self.create_service(Trigger, "~/reset", self._on_reset)
         self.create_service(Trigger, "~/push", self._on_push)
@@ -144,7 +147,7 @@ class SimBridgeNode(Node):
         self.create_timer(float(p["diagnostics_period_s"]), self._publish_diagnostics, clock=steady)
 
         # realtime: a thread paces physics to the wall clock. lockstep: everything runs in the
-        # executor's callbacks (a command arrives -> step -> publish), with a wall timer for waits.
+        # node's thread (a command arrives -> step -> publish), with a wall timer for waits.
         self.pacer: RealtimePacer | None = None
         self.gate: LockstepGate | None = None
         self._stop = threading.Event()
@@ -244,6 +247,10 @@ class SimBridgeNode(Node):
         )
 
     # ---------------------------------------------------------------- inputs
+    def hot_inputs(self) -> HotInputs | None:
+        """lockstep: joint_command, for run_node's HotLoop (realtime: None, the executor's)."""
+        return self._command_input if self.mode == "lockstep" else None
+
     def _on_command(self, names: tuple[str, ...], positions: np.ndarray) -> None:
         if self.gate is not None:
             self._lockstep_command(names, positions)

@@ -1,0 +1,107 @@
+"""Spinning a node on a lock-stepped critical path: its hot input is waited on directly.
+
+rclpy's executor answers every wake-up by rebuilding a wait set over all of the node's entities
+(services, parameter services, timers, QoS events: ~30 for these nodes) and running a Python task,
+0.1-0.3 ms each on the 2-core CI machine; with one message in and one out per control period
+that overhead, twice per cycle, was most of the lockstep loop's time. A node whose work is driven
+by one input (the policy node's input trigger, the sim bridge's lockstep) waits on that input's
+subscriptions alone, handles them at once, and lets the executor catch up on everything else
+(services, timers, ``cmd_vel``, ``/clock``) every ``housekeeping_s``.
+
+The hot subscriptions belong to :class:`spot_policy.polling.PolledGroup`, so the executor never
+waits on them. A node offers its hot inputs through a ``hot_inputs()`` method (see
+:func:`hot_inputs_of`); :func:`spot_policy.node_main.run_node` spins such a node with
+:class:`HotLoop`.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from contextlib import ExitStack
+from dataclasses import dataclass
+
+from rclpy.executors import Executor, ExternalShutdownException, ShutdownException, TimeoutException
+from rclpy.subscription import Subscription
+
+from spot_policy.polling import subscription_wait_set
+
+#: How often the executor catches up on the node's other entities (wall seconds).
+HOUSEKEEPING_S = 0.005
+#: At most this many executor callbacks per catch-up, so a flood of them cannot starve the hot path.
+HOUSEKEEPING_MAX_CALLBACKS = 32
+
+
+@dataclass(frozen=True)
+class HotInputs:
+    """What a node offers :class:`HotLoop`: the subscriptions to wait on and what to do when one is ready."""
+
+    subscriptions: Sequence[Subscription]
+    on_ready: Callable[[], None]
+
+
+def hot_inputs_of(node: object) -> HotInputs | None:
+    """The node's hot inputs, or None when it has none (it then spins on the executor alone)."""
+    offer = getattr(node, "hot_inputs", None)
+    return offer() if callable(offer) else None
+
+
+class HotLoop:
+    """Wait on ``hot.subscriptions`` only; call ``hot.on_ready()`` when one has data; run the
+    executor's ready callbacks every ``housekeeping_s``. Returns when the context shuts down or
+    after :meth:`stop`."""
+
+    def __init__(self, executor: Executor, hot: HotInputs, housekeeping_s: float = HOUSEKEEPING_S) -> None:
+        if not hot.subscriptions:
+            raise ValueError("HotLoop needs at least one subscription to wait on")
+        self.executor = executor
+        self.hot = hot
+        self.housekeeping_s = housekeeping_s
+        self.wakeups = 0
+        self.housekeeping_runs = 0
+        self._stop_requested = False
+
+    def stop(self) -> None:
+        """Make :meth:`spin` return (from another thread) within one ``housekeeping_s``."""
+        self._stop_requested = True
+
+    def spin(self, context) -> None:
+        subscriptions = list(self.hot.subscriptions)
+        wait_set = subscription_wait_set(len(subscriptions), context)
+        next_housekeeping = 0.0
+        while context.ok() and not self._stop_requested:
+            now = time.monotonic()
+            if now >= next_housekeeping:
+                if not self._housekeeping():
+                    return
+                next_housekeeping = now + self.housekeeping_s
+            timeout_ns = max(0, int((next_housekeeping - time.monotonic()) * 1e9))
+            try:
+                with ExitStack() as in_use:  # as rclpy's executor: no handle is destroyed mid-wait
+                    wait_set.clear_entities()
+                    for subscription in subscriptions:
+                        in_use.enter_context(subscription.handle)
+                        wait_set.add_subscription(subscription.handle)
+                    wait_set.wait(timeout_ns)
+                    ready = bool(wait_set.get_ready_entities("subscription"))
+            except Exception:
+                if context.ok() and not self._stop_requested:
+                    raise
+                return  # the node or the context went away while waiting
+            if ready:
+                self.wakeups += 1
+                self.hot.on_ready()
+
+    def _housekeeping(self) -> bool:
+        """Run what the executor has ready (services, timers, other topics); False once shut down."""
+        self.housekeeping_runs += 1
+        for _ in range(HOUSEKEEPING_MAX_CALLBACKS):
+            try:
+                handler, _entity, _node = self.executor.wait_for_ready_callbacks(timeout_sec=0)
+            except TimeoutException:
+                return True
+            except (ShutdownException, ExternalShutdownException):
+                return False
+            handler()
+            handler.result()  # re-raises what the callback raised
+        return True

@@ -1,0 +1,170 @@
+"""spot_policy.hot_loop and spot_policy.polling.Waiter over real rclpy and DDS: the hot input is
+handled at once without the executor, everything else of the node still runs, stop and errors."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+import rclpy
+from rclpy.context import Context
+from rclpy.executors import SingleThreadedExecutor
+from rclpy.node import Node
+from std_msgs.msg import String
+from std_srvs.srv import Trigger
+
+from spot_policy.hot_loop import HotInputs, HotLoop, hot_inputs_of
+from spot_policy.polling import PolledGroup, Waiter, take_raw
+
+pytestmark = pytest.mark.ros
+
+
+@pytest.fixture
+def context(ros_context: Context) -> Context:
+    return ros_context
+
+
+class HotNode(Node):
+    """A hot raw input ('hot_in'), echoed at once to 'hot_out'; a service; a timer; a plain topic."""
+
+    def __init__(self, context: Context) -> None:
+        super().__init__("hot_loop_test_node", context=context)
+        self.hot_sub = self.create_subscription(
+            String, "hot_in", self._never, 10, raw=True, callback_group=PolledGroup()
+        )
+        self.out = self.create_publisher(String, "hot_out", 10)
+        self.plain: list[str] = []
+        self.create_subscription(String, "plain_in", lambda m: self.plain.append(m.data), 10)
+        self.create_service(Trigger, "~/ping", self._ping)
+        self.ticks = 0
+        self.create_timer(0.01, self._tick)
+        self.fail_next_ping = False
+
+    def hot_inputs(self) -> HotInputs:
+        return HotInputs([self.hot_sub], self._on_hot)
+
+    def _never(self, _data: bytes) -> None:
+        raise AssertionError("the executor delivered a hot input")
+
+    def _on_hot(self) -> None:
+        while (taken := take_raw(self.hot_sub)) is not None:
+            self.out.publish(taken[0])
+
+    def _ping(self, _request: Trigger.Request, response: Trigger.Response) -> Trigger.Response:
+        if self.fail_next_ping:
+            raise RuntimeError("a callback failed")
+        response.success, response.message = True, "pong"
+        return response
+
+    def _tick(self) -> None:
+        self.ticks += 1
+
+
+class Loop:
+    def __init__(self, node: HotNode) -> None:
+        self.executor = SingleThreadedExecutor(context=node.context)
+        self.executor.add_node(node)
+        hot = hot_inputs_of(node)
+        assert hot is not None
+        self.loop = HotLoop(self.executor, hot)
+        self.error: list[BaseException] = []
+        self.thread = threading.Thread(target=self._run, args=(node.context,), daemon=True)
+        self.thread.start()
+
+    def _run(self, context: Context) -> None:
+        try:
+            self.loop.spin(context)
+        except BaseException as exc:  # handed to the test thread
+            self.error.append(exc)
+
+    def close(self) -> None:
+        self.loop.stop()
+        self.thread.join(timeout=5)
+        self.executor.shutdown()
+
+
+def test_hot_input_is_handled_and_the_rest_of_the_node_still_runs(context: Context) -> None:
+    node = HotNode(context)
+    client_node = Node("hot_loop_test_client", context=context)
+    to_hot = client_node.create_publisher(String, "hot_in", 10)
+    to_plain = client_node.create_publisher(String, "plain_in", 10)
+    back = client_node.create_subscription(
+        String, "hot_out", lambda _d: None, 10, raw=True, callback_group=PolledGroup()
+    )
+    replies = Waiter(back, context)
+    client = client_node.create_client(Trigger, "/hot_loop_test_node/ping")
+    client_executor = SingleThreadedExecutor(context=context)
+    client_executor.add_node(client_node)
+    loop = Loop(node)
+    try:
+        end = time.monotonic() + 10
+        while to_hot.get_subscription_count() == 0 or back.get_publisher_count() == 0:
+            assert time.monotonic() < end, "discovery did not complete"
+            time.sleep(0.02)
+        for i in range(20):
+            to_hot.publish(String(data=f"m{i}"))
+            taken = replies.take(2.0)
+            assert taken is not None, f"no echo of m{i}"
+        assert loop.loop.wakeups >= 20
+
+        assert client.wait_for_service(timeout_sec=10)
+        future = client.call_async(Trigger.Request())
+        client_executor.spin_until_future_complete(future, timeout_sec=5)
+        assert future.done() and future.result().message == "pong"
+
+        to_plain.publish(String(data="plain"))
+        end = time.monotonic() + 5
+        while not node.plain and time.monotonic() < end:
+            time.sleep(0.01)
+        assert node.plain == ["plain"]
+        end = time.monotonic() + 5
+        while node.ticks < 10 and time.monotonic() < end:
+            time.sleep(0.01)
+        assert node.ticks >= 10 and loop.loop.housekeeping_runs >= 10  # the 100 Hz timer runs
+        assert not loop.error
+    finally:
+        loop.close()
+        client_executor.shutdown()
+    assert not loop.thread.is_alive(), "stop() did not end spin()"
+
+
+def test_a_failing_executor_callback_ends_spin_with_its_error(context: Context) -> None:
+    node = HotNode(context)
+    client_node = Node("hot_loop_test_client2", context=context)
+    client = client_node.create_client(Trigger, "/hot_loop_test_node/ping")
+    node.fail_next_ping = True
+    loop = Loop(node)
+    try:
+        assert client.wait_for_service(timeout_sec=10)
+        client.call_async(Trigger.Request())
+        loop.thread.join(timeout=5)
+        assert not loop.thread.is_alive()
+        assert len(loop.error) == 1 and "a callback failed" in str(loop.error[0])
+    finally:
+        loop.close()
+
+
+def test_spin_returns_when_the_context_shuts_down(context: Context) -> None:
+    loop = Loop(HotNode(context))
+    time.sleep(0.05)
+    rclpy.shutdown(context=context)
+    loop.thread.join(timeout=5)
+    assert not loop.thread.is_alive() and not loop.error
+
+
+def test_a_hot_loop_needs_a_subscription_and_plain_nodes_have_none(context: Context) -> None:
+    node = Node("hot_loop_test_plain", context=context)
+    assert hot_inputs_of(node) is None
+    with pytest.raises(ValueError, match="at least one subscription"):
+        HotLoop(SingleThreadedExecutor(context=context), HotInputs([], lambda: None))
+
+
+def test_waiter_returns_none_after_its_timeout(context: Context) -> None:
+    node = Node("hot_loop_test_waiter", context=context)
+    sub = node.create_subscription(
+        String, "nobody_publishes", lambda _d: None, 10, raw=True, callback_group=PolledGroup()
+    )
+    t0 = time.monotonic()
+    assert Waiter(sub, context).take(0.1) is None
+    assert 0.09 <= time.monotonic() - t0 < 1.0
