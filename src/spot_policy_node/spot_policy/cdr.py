@@ -102,6 +102,12 @@ def _strings(buf: bytes, order: str, offset: int) -> tuple[tuple[str, ...], int]
     return tuple(out), offset
 
 
+def decode_clock(buf: bytes) -> int:
+    """``rosgraph_msgs/Clock``: the time in ns."""
+    sec, nanosec = struct.unpack_from(_order(buf) + "iI", buf, _ORIGIN)
+    return sec * 1_000_000_000 + nanosec
+
+
 def decode_imu(buf: bytes) -> tuple[int, tuple[float, ...], tuple[float, ...]]:
     """``sensor_msgs/Imu``: (stamp ns, orientation x y z w, angular velocity x y z)."""
     order = _order(buf)

@@ -2,11 +2,13 @@
 
 The fallback recorder of ``record:=true`` where rosbag2 is not installed (pip-only machines).
 Subscriptions are raw (``raw=True``): the CDR bytes go straight to
-:class:`spot_policy.bag_recorder.BagRecorder`, nothing is deserialized. Timestamps are receive
-times: on the wall clock the middleware's, messages taken in batches every 20 ms and written in
-receive order (no executor wake-up per message: a robot streams ~1000/s); under ``use_sim_time``
-this node's simulated clock at each message's callback (as ``ros2 bag record --use-sim-time``);
-messages that arrive before the first ``clock`` are stamped 0.
+:class:`spot_policy.bag_recorder.BagRecorder`, nothing is deserialized. Messages are taken in
+batches every 20 ms (wall clock) and written in the order the middleware received them: no
+executor wake-up per message (a robot streams ~1000/s, a lockstep simulation several thousand).
+Timestamps are receive times: on the wall clock the middleware's; under ``use_sim_time`` the
+simulated time at reception (as ``ros2 bag record --use-sim-time``), i.e. the last ``clock``
+message received before it; messages that arrive before the first ``clock`` are stamped 0. When
+``clock`` is not among the recorded topics, the node's simulated clock when the batch is taken.
 
 Parameters:
 - ``out``: the bag folder to create (must not exist, or be empty).
@@ -22,7 +24,6 @@ offer (as ``ros2 bag record``). SIGINT/SIGTERM close the bag cleanly.
 from __future__ import annotations
 
 import bisect
-import functools
 import importlib
 import signal
 import sys
@@ -39,8 +40,9 @@ from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 from rclpy.signals import SignalHandlerOptions
 from rclpy.subscription import Subscription
+from rosgraph_msgs.msg import Clock as ClockMsg
 
-from spot_policy import contract
+from spot_policy import cdr, contract
 from spot_policy.bag_recorder import (
     RELIABLE,
     SENSOR_DATA,
@@ -52,6 +54,7 @@ from spot_policy.bag_recorder import (
 )
 from spot_policy.polling import PolledGroup, take_raw
 from spot_policy.realtime_gc import freeze_startup_heap
+from spot_policy.state_publisher import plain_cdr_fallback
 
 NODE_NAME = "recorder"
 #: Topics on which a best-effort subscription is the compatible choice (any publisher QoS).
@@ -125,13 +128,16 @@ class RecorderNode(Node):
                 raise ValueError(f"topic {topic} is listed twice; fix: list each topic once")
             resolved.append((topic, spec, _import_message(spec.msgtype)))
         self.bag = BagRecorder(Path(out), typestore=typestore)
-        # Wall-clock time: take the messages in batches, stamped with their receive times (see
-        # spot_policy.polling). Simulated time: one callback per message, stamped on that clock.
+        # Messages are taken in batches, in receive order (see spot_policy.polling).
         self._polled: list[tuple[Subscription, str, str]] = []
         self._pending: list[tuple[int, int, str, str, bytes]] = []  # (received, order, topic, type, data)
         self._order = 0
         self._poll_lock = threading.Lock()
-        polled = not self.get_parameter("use_sim_time").value
+        self._sim_time = bool(self.get_parameter("use_sim_time").value)
+        clock_topic = self.resolve_topic_name(contract.TOPIC_CLOCK)
+        self._clock_topic = clock_topic if any(t == clock_topic for t, _, _ in resolved) else None
+        self._read_clock = plain_cdr_fallback(cdr.decode_clock, ClockMsg)
+        self._sim_now_ns = 0  # the last recorded clock message's time
         for topic, spec, msg_class in resolved:
             self.bag.set_qos(topic, RELIABLE if spec.reliable else SENSOR_DATA)
             reliability = ReliabilityPolicy.RELIABLE if spec.reliable else ReliabilityPolicy.BEST_EFFORT
@@ -146,15 +152,13 @@ class RecorderNode(Node):
             subscription = self.create_subscription(
                 msg_class,
                 topic,
-                functools.partial(self._on_message, topic, spec.msgtype),
+                _never_called,
                 QoSProfile(depth=QUEUE_DEPTH, reliability=reliability, durability=durability),
                 raw=True,
-                callback_group=PolledGroup() if polled else None,
+                callback_group=PolledGroup(),
             )
-            if polled:
-                self._polled.append((subscription, topic, spec.msgtype))
-        if polled:
-            self.create_timer(POLL_PERIOD_S, self._poll, clock=Clock(clock_type=ClockType.STEADY_TIME))
+            self._polled.append((subscription, topic, spec.msgtype))
+        self.create_timer(POLL_PERIOD_S, self._poll, clock=Clock(clock_type=ClockType.STEADY_TIME))
         self.get_logger().info(f"recording {len(resolved)} topics to {out}")
 
     def _poll(self, final: bool = False) -> None:
@@ -176,12 +180,19 @@ class RecorderNode(Node):
             pass  # shut down already (main() flushed before that): write what was taken
         pending.sort()
         ready = len(pending) if final else bisect.bisect_right(pending, (cutoff, float("inf")))
-        for received, _, topic, msgtype, data in pending[:ready]:
-            self._write(topic, msgtype, data, received)
+        if not self._sim_time:
+            for received, _, topic, msgtype, data in pending[:ready]:
+                self._write(topic, msgtype, data, received)
+        elif self._clock_topic is None:
+            now_ns = self.get_clock().now().nanoseconds
+            for _, _, topic, msgtype, data in pending[:ready]:
+                self._write(topic, msgtype, data, now_ns)
+        else:
+            for _, _, topic, msgtype, data in pending[:ready]:
+                if topic == self._clock_topic:
+                    self._sim_now_ns = self._read_clock(data)
+                self._write(topic, msgtype, data, self._sim_now_ns)
         del pending[:ready]
-
-    def _on_message(self, topic: str, msgtype: str, data: bytes) -> None:
-        self._write(topic, msgtype, data, self.get_clock().now().nanoseconds)
 
     def _write(self, topic: str, msgtype: str, data: bytes, stamp: int) -> None:
         if not self.bag.has_topic(topic):
@@ -210,14 +221,18 @@ class RecorderNode(Node):
             self.bag.set_qos(topic, offered)
 
     def flush(self) -> None:
-        """Write everything received so far (wall-clock recording); call before shutting down."""
-        if self._polled and not self.bag.closed:
+        """Write everything received so far; call before shutting down."""
+        if not self.bag.closed:
             self._poll(final=True)
 
     def close(self) -> dict[str, int]:
         """Finalize the bag (``metadata.yaml``); safe to call more than once."""
         self.flush()
         return self.bag.close()
+
+
+def _never_called(_data: bytes) -> None:
+    """The subscriptions' callback: they are polled (PolledGroup), the executor never runs it."""
 
 
 def _import_message(msgtype: str) -> type:

@@ -154,6 +154,16 @@ def test_clock_encodes() -> None:
     assert (msg.clock.sec, msg.clock.nanosec) == (5, 123)
 
 
+def test_clock_decodes_as_rclpy_does() -> None:
+    from rosgraph_msgs.msg import Clock
+
+    msg = Clock()
+    msg.clock.sec, msg.clock.nanosec = 7, 999_999_999
+    assert cdr.decode_clock(serialize_message(msg)) == 7_999_999_999
+    big_endian = b"\x00\x00\x00\x00" + struct.pack(">iI", 3, 5)
+    assert cdr.decode_clock(big_endian) == 3_000_000_005
+
+
 def test_other_encodings_are_read_after_rclpy_re_serializes_them() -> None:
     """The fallback path of the nodes' readers (a real XCDR2 payload cannot be made here: the
     decoder below refuses the first payload the way spot_policy.cdr refuses XCDR2)."""
