@@ -19,7 +19,6 @@ import os
 import platform
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -157,6 +156,7 @@ def bench_dds(args: argparse.Namespace) -> list[Row]:
     from std_srvs.srv import Trigger
 
     from spot_policy.policy_node import COMMAND_QOS
+    from spot_policy.polling import PolledGroup, Waiter
 
     env = low_latency_environment(dict(os.environ))
     procs = [
@@ -186,34 +186,23 @@ def bench_dds(args: argparse.Namespace) -> list[Row]:
     context = rclpy.Context()  # its own, so a caller's rclpy context is left alone
     rclpy.init(context=context)
     node = rclpy.create_node("bench_dds", context=context)
-    arrived = threading.Event()
-    received: list[int] = [0]
-
-    def on_reply(_msg: JointState) -> None:
-        received[0] = time.perf_counter_ns()
-        arrived.set()
-
     pubs = {
         "policy": node.create_publisher(JointState, contract.TOPIC_JOINT_STATES, qos_profile_sensor_data),
         "echo": node.create_publisher(JointState, ECHO_IN, qos_profile_sensor_data),
     }
     imu_pub = node.create_publisher(Imu, contract.TOPIC_IMU, qos_profile_sensor_data)
     odom_pub = node.create_publisher(Odometry, contract.TOPIC_ODOM, qos_profile_sensor_data)
-    subs = [
-        node.create_subscription(JointState, contract.TOPIC_JOINT_COMMAND, on_reply, COMMAND_QOS),
-        node.create_subscription(JointState, ECHO_OUT, on_reply, COMMAND_QOS),
-    ]
+    # Replies are waited for in this thread (no executor, no thread hand-off): the harness adds
+    # the same, as little as it can, to both round trips.
+    subs = {
+        target: node.create_subscription(
+            JointState, topic, lambda _data: None, COMMAND_QOS, raw=True, callback_group=PolledGroup()
+        )
+        for target, topic in (("policy", contract.TOPIC_JOINT_COMMAND), ("echo", ECHO_OUT))
+    }
+    replies = {target: Waiter(sub, context) for target, sub in subs.items()}
     executor = SingleThreadedExecutor(context=context)
     executor.add_node(node)
-    spinning = threading.Event()
-    spinning.set()
-
-    def spin() -> None:
-        while spinning.is_set():
-            executor.spin_once(timeout_sec=0.05)
-
-    thread = threading.Thread(target=spin, daemon=True)
-    thread.start()
     js = JointState()
     js.name = list(contract.SDK_JOINT_ORDER)
     q = {"fl": 0.1, "hl": 0.1, "fr": -0.1, "hr": -0.1}
@@ -233,18 +222,17 @@ def bench_dds(args: argparse.Namespace) -> list[Row]:
             imu_pub.publish(imu)
             odom_pub.publish(odom)
         js.header.stamp = stamp
-        arrived.clear()
         t0 = time.perf_counter_ns()
         pubs[target].publish(js)
-        if not arrived.wait(0.5):
+        if replies[target].take(0.5) is None:
             return None
-        return received[0] - t0
+        return time.perf_counter_ns() - t0
 
     try:
         end = time.monotonic() + 30
         while not (
             all(p.get_subscription_count() > 0 for p in pubs.values())
-            and all(s.get_publisher_count() > 0 for s in subs)
+            and all(s.get_publisher_count() > 0 for s in subs.values())
         ):
             if time.monotonic() > end or any(p.poll() is not None for p in procs):
                 raise RuntimeError("the policy node or the echo node did not come up (see their output above)")
@@ -256,8 +244,9 @@ def bench_dds(args: argparse.Namespace) -> list[Row]:
             ping("echo")
             ping("policy")
         future = client.call_async(Trigger.Request())
-        while not future.done():
-            time.sleep(0.01)
+        executor.spin_until_future_complete(future, timeout_sec=20)
+        if not future.done():
+            raise RuntimeError("/policy_node/walk did not answer")
         if not future.result().success:
             raise RuntimeError(f"policy node refused walk: {future.result().message}")
         samples: dict[str, list[int]] = {"echo": [], "policy": []}
@@ -274,8 +263,6 @@ def bench_dds(args: argparse.Namespace) -> list[Row]:
                     else:
                         samples[target].append(dt)
     finally:
-        spinning.clear()
-        thread.join(timeout=2)
         executor.shutdown()
         node.destroy_node()
         rclpy.shutdown(context=context)
