@@ -57,19 +57,31 @@ def _stall_in(out: Path) -> str | None:
     return None
 
 
-def run_checked(tmp_path: Path, check: Callable[[Path], None]) -> None:
-    """Run ``check(run_folder)``; once more only if the first run failed after the bridge or the policy
-    node detected a stall of this machine and took its safe behaviour (the 2 shared cores run the
-    emulator's physics, the bridge, the policy node, the recorder and the player in real time: stalls
-    of ~100 ms happen in about one CI run in three). Any other failure, or a second one, fails."""
-    try:
-        check(tmp_path / "run")
-    except AssertionError:
-        stall = _stall_in(tmp_path / "run")
-        if stall is None:
-            raise
-        print(f"\nfirst run failed after a detected machine stall, running once more: {stall}")
-        check(tmp_path / "run_again")
+#: Runs of a robot job test at most: a further run only after a detected machine stall.
+MAX_RUNS = 3
+
+
+def run_checked(tmp_path: Path, check: Callable[[Path], None], max_runs: int = MAX_RUNS) -> None:
+    """Run ``check(run_folder)``; again (up to ``max_runs`` in all) only while each failed run failed
+    after the bridge or the policy node detected a stall of this machine and took its safe behaviour.
+    The 2 shared cores of a CI VM run the emulator's physics, the bridge, the policy node, the
+    recorder and the player in real time, and the VM itself pauses: a sleeping process here wakes
+    50-70 ms late a few times a minute, over the bridge's 50 ms link-latency limit and the policy's
+    60 ms input watchdog. Any other failure fails at once; so does a stall in every run."""
+    stalls: list[str] = []
+    for attempt in range(1, max_runs + 1):
+        out = tmp_path / ("run" if attempt == 1 else f"run_{attempt}")
+        try:
+            check(out)
+            return
+        except AssertionError:
+            stall = _stall_in(out)
+            if stall is None or attempt == max_runs:
+                if stalls:
+                    print("\nearlier runs stopped by machine stalls:\n" + "\n".join(stalls))
+                raise
+            stalls.append(stall)
+            print(f"\nrun {attempt} failed after a detected machine stall, running again: {stall}")
 
 
 def _log_tail(out: Path) -> str:
@@ -114,12 +126,6 @@ def check_mechanics(out: Path, profile: Path, policy: Path) -> None:
     not SHIPPED.is_dir(),
     reason="config/policies/spot_flat_mjx (the walking policy) is not shipped yet: this acceptance waits for it",
 )
-@pytest.mark.xfail(
-    strict=False,
-    reason="KNOWN DEFECT (issue 5 open): inside the full suite on a 2-core CI machine, both runs of this job met "
-    "100-130 ms stalls ~10 s in and the bridge rightly stood for 1 s (2 of 3 clean-clone CI runs); run alone it "
-    "passed 11 of 11 times",
-)
 def test_shipped_policy_walks_the_default_profile_on_the_emulator(tmp_path: Path) -> None:
     run_checked(tmp_path, check_walks_the_default_profile)
 
@@ -149,8 +155,22 @@ def test_a_run_is_repeated_only_after_a_detected_machine_stall(tmp_path: Path) -
         return run
 
     run_checked(tmp_path / "a", check("[ERROR] [hw_bridge]: link latency too high: state messages arrive 67 ms"))
-    assert calls == ["run", "run_again"]
+    assert calls == ["run", "run_2"]
     calls.clear()
     with pytest.raises(AssertionError, match="tracking"):
         run_checked(tmp_path / "b", check("[INFO] [hw_bridge]: joint control active"))
     assert calls == ["run"]
+
+
+def test_a_stall_in_every_run_fails(tmp_path: Path) -> None:
+    calls: list[str] = []
+
+    def stalled(out: Path) -> None:
+        calls.append(out.name)
+        (out / "logs").mkdir(parents=True)
+        (out / "logs" / "policy_node.log").write_text("[ERROR] FAULT: joint_states is stale (0.061 s old)\n")
+        raise AssertionError("tracking 0.69 > 0.2")
+
+    with pytest.raises(AssertionError, match="tracking"):
+        run_checked(tmp_path, stalled, max_runs=3)
+    assert calls == ["run", "run_2", "run_3"]
