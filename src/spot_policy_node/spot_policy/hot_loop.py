@@ -34,7 +34,9 @@ HOUSEKEEPING_MAX_CALLBACKS = 32
 
 @dataclass(frozen=True)
 class HotInputs:
-    """What a node offers :class:`HotLoop`: the subscriptions to wait on and what to do when one is ready."""
+    """What a node offers :class:`HotLoop`: the subscriptions to wait on and what to do when one is
+    ready. ``on_ready`` may take other polled inputs too (that arrive just before the waited-on
+    one): it also runs after each catch-up, so one that came late is never left waiting."""
 
     subscriptions: Sequence[Subscription]
     on_ready: Callable[[], None]
@@ -74,6 +76,7 @@ class HotLoop:
             if now >= next_housekeeping:
                 if not self._housekeeping():
                     return
+                self.hot.on_ready()
                 next_housekeeping = now + self.housekeeping_s
             timeout_ns = max(0, int((next_housekeeping - time.monotonic()) * 1e9))
             try:
