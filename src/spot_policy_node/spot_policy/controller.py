@@ -64,7 +64,9 @@ class PolicyController:
             spec.control_dt, config.input_timeout_s, config.cmd_vel_timeout_s
         )
         self.watchdog = rules.InputWatchdog(self.limits)
-        self.observations = ObservationBuilder(spec)
+        self._control_dt = spec.control_dt
+        # Built straight into the ONNX policy's bound input (the loader has checked its size).
+        self.observations = ObservationBuilder(spec, out=getattr(policy, "input_buffer", None))
         self.m = Measurements()
         self.mode = Mode.IDLE
         self.fault_reason = ""
@@ -277,7 +279,7 @@ class PolicyController:
         """One control step: the targets to publish, or None (publish nothing)."""
         t0 = time.perf_counter()
         if self._last_step_wall is not None:
-            self.period_jitter_s.add(abs(t0 - self._last_step_wall - self.spec.control_dt))
+            self.period_jitter_s.add(abs(t0 - self._last_step_wall - self._control_dt))
         self._last_step_wall = t0
         self.check_watchdogs(now)
         if self.mode is Mode.STAND:

@@ -62,9 +62,14 @@ STAGED_ORDER = (
 
 
 class ObservationBuilder:
-    def __init__(self, spec: PolicySpec) -> None:
+    def __init__(self, spec: PolicySpec, out: np.ndarray | None = None) -> None:
+        """``out``: a float32 vector of ``obs_dim`` to build into (the policy's bound input buffer,
+        which saves the step a copy); default a buffer of its own."""
         self.spec = spec
-        self.obs = np.zeros(spec.obs_dim, dtype=np.float32)
+        if out is not None and (out.shape != (spec.obs_dim,) or out.dtype != np.float32):
+            raise ValueError(f"observation buffer is {out.dtype}{out.shape}; it must be float32 ({spec.obs_dim},)")
+        self.obs = out if out is not None else np.zeros(spec.obs_dim, dtype=np.float32)
+        self.obs[:] = 0.0
         self._default = spec.default_joint_pos.astype(np.float64)
         self._terms: tuple[ObsTerm, ...] = spec.obs_terms
         self._history: dict[str, np.ndarray | None] = {t.name: None for t in self._terms if t.history > 0}

@@ -64,8 +64,14 @@ class OnnxPolicy:
         # IO binding to preallocated buffers: no per-call allocation or input validation. The
         # binding is made lazily, after the shape checks of the loader have passed.
         self._batch = np.zeros((1, self.input_dim or 0), dtype=np.float32)
+        self._input = self._batch[0]
         self._result = np.zeros((1, self.output_dim or 0), dtype=np.float32)
         self._binding: ort.IOBinding | None = None
+
+    @property
+    def input_buffer(self) -> np.ndarray:
+        """The bound input vector: an observation built here is run without a copy."""
+        return self._input
 
     @property
     def input_dim(self) -> int | None:
@@ -79,7 +85,8 @@ class OnnxPolicy:
         """Run one step; returns the raw action (a new float32 array)."""
         if self._binding is None:
             self._bind()
-        self._batch[0] = obs
+        if obs is not self._input:
+            self._input[:] = obs
         self._run()
         return self._result[0].copy()
 

@@ -80,6 +80,21 @@ def test_known_state_gives_hand_computed_vector(tmp_path: Path) -> None:
     np.testing.assert_allclose(obs, expected, atol=1e-6)
 
 
+def test_built_into_the_policys_input_buffer_runs_without_a_copy(tmp_path: Path) -> None:
+    loaded = load_policy(make_run(tmp_path), providers=["cpu"])
+    spec, policy = loaded.spec, loaded.model
+    m = Measurements(command=np.array([0.5, 0.0, 0.3]), joint_pos=spec.default_joint_pos + 0.05)
+    last = np.linspace(-1, 1, 12).astype(np.float32)
+    own = ObservationBuilder(spec).build(m, last).copy()
+    into = ObservationBuilder(spec, out=policy.input_buffer)
+    obs = into.build(m, last)
+    assert obs is policy.input_buffer
+    np.testing.assert_array_equal(obs, own)
+    np.testing.assert_array_equal(policy(obs), policy(own))  # the same answer with or without the copy
+    with pytest.raises(ValueError, match=r"must be float32 \(48,\)"):
+        ObservationBuilder(spec, out=np.zeros(48))
+
+
 def test_clip_before_scale_and_history_oldest_first(tmp_path: Path) -> None:
     text = env_with_lin_vel_processing()
     spec = load_policy(make_run(tmp_path, env_yaml=text, sizes=(54, 8, 12)), providers=["cpu"]).spec
