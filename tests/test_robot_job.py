@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import threading
+import time
 import warnings
 from collections.abc import Callable
 from pathlib import Path
@@ -44,8 +46,8 @@ def run_robot_job(out: Path, *args: str, timeout: float = 240) -> tuple[dict, st
 
 
 #: What the robot path logs when this machine (not the code) stalled past a safety margin: the bridge's
-#: link-latency check (state late over 30 ms of robot time) or the policy node's 60 ms input watchdog.
-STALL_MARKS = ("link latency too high", "is stale (")
+#: link-latency check (state over 50 ms late) or state-stream timeout, the policy node's 60 ms watchdog.
+STALL_MARKS = ("link latency too high", "robot state stream lost", "is stale (")
 
 
 def _stall_in(out: Path) -> str | None:
@@ -58,33 +60,78 @@ def _stall_in(out: Path) -> str | None:
     return None
 
 
+class PauseWitness:
+    """A thread of the otherwise idle test process that sleeps 2 ms at a time and notes every wake-up
+    over ``threshold_s`` late: independent evidence that the machine itself paused during a run."""
+
+    def __init__(self, threshold_s: float = 0.04) -> None:
+        self.threshold_s = threshold_s
+        self.pauses_s: list[float] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="pause_witness", daemon=True)
+
+    def _run(self) -> None:
+        last = time.monotonic()
+        while not self._stop.wait(0.002):
+            now = time.monotonic()
+            if now - last > self.threshold_s:
+                self.pauses_s.append(now - last)
+            last = now
+
+    def __enter__(self) -> PauseWitness:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=1)
+
+
 #: Runs of a robot job test at most: a further run only after a detected machine stall.
 MAX_RUNS = 3
 
 
-def run_checked(tmp_path: Path, check: Callable[[Path], None], max_runs: int = MAX_RUNS) -> None:
+def run_checked(
+    tmp_path: Path,
+    check: Callable[[Path], None],
+    max_runs: int = MAX_RUNS,
+    witness: Callable[[], PauseWitness] = PauseWitness,
+) -> None:
     """Run ``check(run_folder)``; again (up to ``max_runs`` in all) only while each failed run failed
-    after the bridge or the policy node detected a stall of this machine and took its safe behaviour.
+    after the bridge or the policy node detected a stall and took its safe behaviour.
+
     The 2 shared cores of a CI VM run the emulator's physics, the bridge, the policy node, the
-    recorder and the player in real time, and the VM itself pauses: a sleeping process here wakes
-    50-70 ms late a few times a minute, over the bridge's 50 ms link-latency limit and the policy's
-    60 ms input watchdog. Any other failure fails at once; so does a stall in every run."""
-    stalls: list[str] = []
+    recorder and the player in real time, and the VM itself pauses: a process that only sleeps wakes
+    50-110 ms late, a few times a minute in some spells and not at all in others, over the bridge's
+    50 ms link-latency limit and the policy's 60 ms input watchdog. Any other failure fails at once.
+    When every run failed after a detected stall, the test is an expected failure (xfail) only if the
+    pause witness saw this machine pause during each of them; otherwise it fails.
+    """
+    failed: list[tuple[str, list[float]]] = []
     for attempt in range(1, max_runs + 1):
         out = tmp_path / ("run" if attempt == 1 else f"run_{attempt}")
-        try:
-            check(out)
-            return
-        except AssertionError:
-            stall = _stall_in(out)
-            if stall is None or attempt == max_runs:
-                if stalls:
-                    print("\nearlier runs stopped by machine stalls:\n" + "\n".join(stalls))
-                raise
-            stalls.append(stall)
-            # A warning, so that CI's summary shows every repeat even when the test passes.
-            warnings.warn(f"robot job run {attempt} failed after a detected machine stall, running again: {stall}",
-                          stacklevel=2)  # fmt: skip
+        with witness() as seen:
+            try:
+                check(out)
+                return
+            except AssertionError:
+                stall = _stall_in(out)
+                if stall is None:
+                    raise
+                failed.append((stall, seen.pauses_s))
+                if attempt == max_runs:
+                    if all(pauses for _, pauses in failed):
+                        seen_by_run = "; ".join(
+                            f"run {i}: {len(p)}, longest {max(p) * 1e3:.0f} ms" for i, (_, p) in enumerate(failed, 1)
+                        )
+                        pytest.xfail(
+                            f"this machine paused in all {max_runs} runs (pauses seen by an idle thread: "
+                            f"{seen_by_run}), and the robot path took its safe behaviour each time: {failed[-1][0]}"
+                        )
+                    raise
+        # A warning, so that CI's summary shows every repeat even when the test passes.
+        warnings.warn(f"robot job run {attempt} failed after a detected machine stall, running again: {stall}",
+                      stacklevel=2)  # fmt: skip
 
 
 def _log_tail(out: Path) -> str:
@@ -166,15 +213,49 @@ def test_a_run_is_repeated_only_after_a_detected_machine_stall(tmp_path: Path) -
     assert calls == ["run"]
 
 
-def test_a_stall_in_every_run_fails(tmp_path: Path) -> None:
-    calls: list[str] = []
+class _FakeWitness(PauseWitness):
+    def __init__(self, pauses: list[float]) -> None:
+        super().__init__()
+        self.pauses_s = list(pauses)
 
-    def stalled(out: Path) -> None:
+    def __enter__(self) -> PauseWitness:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        pass
+
+
+def _stalled(calls: list[str]) -> Callable[[Path], None]:
+    def run(out: Path) -> None:
         calls.append(out.name)
         (out / "logs").mkdir(parents=True)
         (out / "logs" / "policy_node.log").write_text("[ERROR] FAULT: joint_states is stale (0.061 s old)\n")
         raise AssertionError("tracking 0.69 > 0.2")
 
+    return run
+
+
+def test_a_stall_in_every_run_fails_unless_the_machine_was_seen_pausing(tmp_path: Path) -> None:
+    calls: list[str] = []
     with pytest.raises(AssertionError, match="tracking"), pytest.warns(UserWarning, match="machine stall"):
-        run_checked(tmp_path, stalled, max_runs=3)
+        run_checked(tmp_path / "a", _stalled(calls), max_runs=3, witness=lambda: _FakeWitness([]))
     assert calls == ["run", "run_2", "run_3"]
+    calls.clear()
+    with pytest.raises(pytest.xfail.Exception, match="paused in all 2 runs"), pytest.warns(UserWarning):
+        run_checked(tmp_path / "b", _stalled(calls), max_runs=2, witness=lambda: _FakeWitness([0.09]))
+    assert calls == ["run", "run_2"]
+
+
+def test_the_pause_witness_sees_a_blocked_thread() -> None:
+    interval = sys.getswitchinterval()
+    with PauseWitness(threshold_s=0.04) as witness:
+        time.sleep(0.05)
+        sys.setswitchinterval(1.0)  # this thread keeps the GIL: the witness cannot run, as if paused
+        try:
+            blocker_end = time.monotonic() + 0.15
+            while time.monotonic() < blocker_end:
+                pass
+        finally:
+            sys.setswitchinterval(interval)
+        time.sleep(0.05)
+    assert witness.pauses_s and max(witness.pauses_s) >= 0.1, witness.pauses_s
