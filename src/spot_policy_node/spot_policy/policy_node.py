@@ -92,6 +92,7 @@ class PolicyNode(Node):
         self.view = debug.InputView()
         self._seq = 0
         self._op, self._op_ns = "init", 0  # what the node is doing, at which clock time (for events)
+        self._newest_input_ns = 0  # the newest state input's arrival on the node's clock
         if self.publish_debug:
             self._setup_debug(config)
 
@@ -171,6 +172,7 @@ class PolicyNode(Node):
         if arrived_ns is not None:
             self.view.state(offset, stamp_ns, arrived_ns)
             self._op, self._op_ns = "input", arrived_ns
+            self._newest_input_ns = max(self._newest_input_ns, arrived_ns)
             return arrived_ns
         clock = self.get_clock()
         now_ns = clock.now().nanoseconds
@@ -181,6 +183,7 @@ class PolicyNode(Node):
             now_ns = stamp_ns
         self.view.state(offset, stamp_ns, now_ns)
         self._op, self._op_ns = "input", now_ns
+        self._newest_input_ns = max(self._newest_input_ns, now_ns)
         return now_ns
 
     def hot_inputs(self) -> HotInputs | None:
@@ -223,7 +226,9 @@ class PolicyNode(Node):
         return now_ns
 
     def _on_cmd_vel(self, msg: Twist) -> None:
-        now_ns = self.get_clock().now().nanoseconds
+        # Under simulated time the node's clock can lag the newest state by one HotLoop catch-up
+        # (/clock is read there, the states at once): cmd_vel arrived no earlier than that state.
+        now_ns = max(self.get_clock().now().nanoseconds, self._newest_input_ns)
         self.view.cmd_vel(now_ns)
         self._op, self._op_ns = "input", now_ns
         self.controller.cmd_vel(msg.linear.x, msg.linear.y, msg.angular.z, now_ns * 1e-9)

@@ -198,6 +198,22 @@ def test_missing_joints_refuse_to_leave_idle(rig: Rig) -> None:
     assert rig.h.take_commands() == []
 
 
+@pytest.mark.parametrize("rig", [{"trigger": "input"}], indirect=True)
+def test_cmd_vel_under_sim_time_counts_from_the_newest_state_not_a_lagging_clock(rig: Rig) -> None:
+    """A lock-stepped node reads /clock only now and then: states stamped ahead of it are the newest
+    time it knows, and a cmd_vel that arrives after them is not older than they are."""
+    rig.steps(3)
+    assert rig.h.call("walk").success
+    rig.t = 1.0 - DT
+    rig.steps(1, clock=False)  # the clock stays at 0.06 s, the state says 1.0 s
+    rig.h.send_cmd_vel(0.4, 0.0, 0.0)
+    time.sleep(0.1)
+    rig.steps(2, clock=False)
+    controller = rig.node.controller
+    assert controller.cmd_vel_fresh and controller.counters["cmd_vel_timeouts"] == 0
+    np.testing.assert_allclose(controller.m.command, [0.4, 0.0, 0.0])
+
+
 def test_command_clipping_and_cmd_vel_timeout_in_diagnostics(rig: Rig) -> None:
     rig.steps(3)
     rig.h.send_cmd_vel(10.0, 0.0, 0.0)
