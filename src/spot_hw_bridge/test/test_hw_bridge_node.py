@@ -132,13 +132,13 @@ def test_topics_qos_diagnostics_commands_and_a_clean_shutdown(policy: Path, tmp_
             assert probe.count("joint_states") - n0 > 250 / (time.monotonic() - t0) * 0.8  # ~333 Hz
             # joint_command drives the robot; its loss makes it stand.
             stand = dict(zip(js.name, js.position, strict=True))
-            end = time.monotonic() + 1.0
-            while time.monotonic() < end:
+            # 50 Hz commands until 50 reached the robot. (A pause of this VM over the link limits holds
+            # joint control off for a second, as it must: so up to 5 s, counting what reached the robot.)
+            end = time.monotonic() + 5.0
+            while time.monotonic() < end and emulator.body.counters["joint_commands"] <= 50:
                 probe.command(stand)
                 time.sleep(0.02)
-            # (A loaded machine may interrupt the 50 Hz commands for 100 ms: the bridge then stands and
-            # resumes, so count what reached the robot rather than asking for joint control at the end.)
-            assert any(what == "joint command" for _, what in emulator.body.events)
+            assert any(what == "joint command" for _, what in emulator.body.events), log.read_text()[-2000:]
             assert emulator.body.counters["joint_commands"] > 50
             assert wait_for(lambda: emulator.body.behaviour is Behaviour.STAND, 1.0)
             # Diagnostics and parameters: everything about the link, nothing of the login.

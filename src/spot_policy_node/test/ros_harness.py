@@ -11,7 +11,7 @@ import rclpy
 from diagnostic_msgs.msg import DiagnosticArray
 from geometry_msgs.msg import Twist
 from nav_msgs.msg import Odometry
-from rclpy.executors import SingleThreadedExecutor
+from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 from rosgraph_msgs.msg import Clock
@@ -152,7 +152,10 @@ class Spinner:
 
     def _run(self) -> None:
         while not self._stop.is_set() and rclpy.ok():
-            self.executor.spin_once(timeout_sec=0.01)
+            try:
+                self.executor.spin_once(timeout_sec=0.01)
+            except ExternalShutdownException:
+                return  # a test shut rclpy down while this thread was waiting
 
     def close(self) -> None:
         self._stop.set()
