@@ -21,6 +21,7 @@ from collections.abc import Callable, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass
 
+from rclpy.context import Context
 from rclpy.executors import Executor, ExternalShutdownException, ShutdownException, TimeoutException
 from rclpy.subscription import Subscription
 
@@ -67,7 +68,7 @@ class HotLoop:
         """Make :meth:`spin` return (from another thread) within one ``housekeeping_s``."""
         self._stop_requested = True
 
-    def spin(self, context) -> None:
+    def spin(self, context: Context) -> None:
         subscriptions = list(self.hot.subscriptions)
         wait_set = subscription_wait_set(len(subscriptions), context)
         next_housekeeping = 0.0

@@ -10,6 +10,7 @@ from __future__ import annotations
 import time
 
 from rclpy.callback_groups import CallbackGroup
+from rclpy.context import Context
 from rclpy.impl.implementation_singleton import rclpy_implementation as _rclpy
 from rclpy.subscription import Subscription
 
@@ -35,7 +36,7 @@ class PolledGroup(CallbackGroup):
         pass
 
 
-def subscription_wait_set(count: int, context):
+def subscription_wait_set(count: int, context: Context) -> object:
     """A wait set for ``count`` subscriptions. ``rclpy_implementation.WaitSet`` is not public API,
     but it is what ``rclpy.wait_for_message`` uses, with this signature from Humble through Kilted."""
     return _rclpy.WaitSet(count, 0, 0, 0, 0, 0, context.handle)
@@ -45,7 +46,7 @@ class Waiter:
     """Wait for one polled subscription's next message in the calling thread (no executor, no
     thread hand-off): what a measuring harness needs to add nothing to what it measures."""
 
-    def __init__(self, subscription: Subscription, context) -> None:
+    def __init__(self, subscription: Subscription, context: Context) -> None:
         self.subscription = subscription
         self._wait_set = subscription_wait_set(1, context)
 
