@@ -72,8 +72,8 @@ def bench_policy_step(args: argparse.Namespace) -> list[Row]:
         raise RuntimeError(message)
     for _ in range(200):  # walking: the observation holds the policy's own last actions
         controller.step(0.0)
-    # The baseline sees the same input as the step: inference time depends on the values (an
-    # all-zero observation runs ~15 % faster through this MLP than a walking one).
+    # The baseline sees the same input as the step (it was fed zeros: inference time may depend on
+    # the values), so the two differ only in what the step adds.
     observation = controller.last_observation.reshape(1, -1).astype(np.float32)
     session, feed = model.session, {model.input_names[0]: observation}
     outputs = [model.output_names[0]]

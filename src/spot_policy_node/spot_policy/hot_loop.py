@@ -18,14 +18,13 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
-from contextlib import ExitStack
 from dataclasses import dataclass
 
 from rclpy.context import Context
 from rclpy.executors import Executor, ExternalShutdownException, ShutdownException, TimeoutException
 from rclpy.subscription import Subscription
 
-from spot_policy.polling import subscription_wait_set
+from spot_policy.polling import subscription_wait_set, wait_for_any
 
 #: How often the executor catches up on the node's other entities (wall seconds).
 HOUSEKEEPING_S = 0.005
@@ -81,13 +80,7 @@ class HotLoop:
                 next_housekeeping = now + self.housekeeping_s
             timeout_ns = max(0, int((next_housekeeping - time.monotonic()) * 1e9))
             try:
-                with ExitStack() as in_use:  # as rclpy's executor: no handle is destroyed mid-wait
-                    wait_set.clear_entities()
-                    for subscription in subscriptions:
-                        in_use.enter_context(subscription.handle)
-                        wait_set.add_subscription(subscription.handle)
-                    wait_set.wait(timeout_ns)
-                    ready = bool(wait_set.get_ready_entities("subscription"))
+                ready = wait_for_any(wait_set, subscriptions, timeout_ns)
             except Exception:
                 if context.ok() and not self._stop_requested:
                     raise

@@ -169,22 +169,18 @@ class PolicyNode(Node):
     def _input(self, offset: int, stamp_ns: int, arrived_ns: int | None) -> int:
         """Note an input's arrival in the view (before the controller sees it); returns its arrival
         time on the node's clock in ns (``arrived_ns`` when known, else now)."""
-        if arrived_ns is not None:
-            self.view.state(offset, stamp_ns, arrived_ns)
-            self._op, self._op_ns = "input", arrived_ns
-            self._newest_input_ns = max(self._newest_input_ns, arrived_ns)
-            return arrived_ns
-        clock = self.get_clock()
-        now_ns = clock.now().nanoseconds
-        if stamp_ns > now_ns and clock.ros_time_is_active:
-            # Simulated time: the simulator publishes /clock = stamp just before the state, so this
-            # state arrived at its stamp; its /clock message is still queued behind the states taken
-            # out of order (see _after_input). Counting it as older would trip the watchdog.
-            now_ns = stamp_ns
-        self.view.state(offset, stamp_ns, now_ns)
-        self._op, self._op_ns = "input", now_ns
-        self._newest_input_ns = max(self._newest_input_ns, now_ns)
-        return now_ns
+        if arrived_ns is None:
+            clock = self.get_clock()
+            arrived_ns = clock.now().nanoseconds
+            if stamp_ns > arrived_ns and clock.ros_time_is_active:
+                # Simulated time: the simulator publishes /clock = stamp just before the state, so
+                # this state arrived at its stamp; its /clock message is still queued (the node
+                # reads /clock between steps). Counting it as older would trip the watchdog.
+                arrived_ns = stamp_ns
+        self.view.state(offset, stamp_ns, arrived_ns)
+        self._op, self._op_ns = "input", arrived_ns
+        self._newest_input_ns = max(self._newest_input_ns, arrived_ns)
+        return arrived_ns
 
     def hot_inputs(self) -> HotInputs | None:
         """Input trigger, for run_node's HotLoop (None: the executor's): the node waits on
@@ -193,7 +189,7 @@ class PolicyNode(Node):
         return HotInputs([self._inputs[0][0]], self._on_inputs_ready) if self._hot else None
 
     def _on_inputs_ready(self) -> None:
-        for sub, handle in (*self._inputs[1:], self._inputs[0]):  # imu/data, odom, then joint_states
+        for sub, handle in self._inputs:
             while (taken := take_raw(sub)) is not None:
                 self._after_input(handle(taken[0]))
 

@@ -8,6 +8,8 @@ them at its own rate (the policy at 50 Hz, the recorder in batches) takes them i
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
+from contextlib import ExitStack
 
 from rclpy.callback_groups import CallbackGroup
 from rclpy.context import Context
@@ -42,6 +44,18 @@ def subscription_wait_set(count: int, context: Context) -> object:
     return _rclpy.WaitSet(count, 0, 0, 0, 0, 0, context.handle)
 
 
+def wait_for_any(wait_set: object, subscriptions: Sequence[Subscription], timeout_ns: int) -> bool:
+    """Block until one of ``subscriptions`` has a message or ``timeout_ns`` passed; True if one has.
+    Their handles are held while waiting, as rclpy's executor holds them: none is destroyed mid-wait."""
+    with ExitStack() as in_use:
+        wait_set.clear_entities()
+        for subscription in subscriptions:
+            in_use.enter_context(subscription.handle)
+            wait_set.add_subscription(subscription.handle)
+        wait_set.wait(timeout_ns)
+        return bool(wait_set.get_ready_entities("subscription"))
+
+
 class Waiter:
     """Wait for one polled subscription's next message in the calling thread (no executor, no
     thread hand-off): what a measuring harness needs to add nothing to what it measures."""
@@ -57,7 +71,5 @@ class Waiter:
             left = end - time.monotonic()
             if left <= 0:
                 return None
-            self._wait_set.clear_entities()
-            self._wait_set.add_subscription(self.subscription.handle)
-            self._wait_set.wait(int(left * 1e9))
+            wait_for_any(self._wait_set, (self.subscription,), int(left * 1e9))
         return taken

@@ -62,7 +62,7 @@ LATCHED_TOPICS = frozenset({contract.TOPIC_PROFILE_SEGMENT, "policy_node/events"
 BEST_EFFORT_TOPICS = frozenset({contract.TOPIC_JOINT_STATES, contract.TOPIC_IMU, contract.TOPIC_ODOM, "clock"})
 #: Deep queues: a lockstep run publishes in bursts much faster than real time.
 QUEUE_DEPTH = 1000
-#: Wall-clock recording takes its messages this often (a 333 Hz stream: ~7 per poll).
+#: Messages are taken this often, wall clock (a 333 Hz stream: ~7 per poll).
 POLL_PERIOD_S = 0.02
 
 DEFAULT_TOPICS: tuple[str, ...] = (

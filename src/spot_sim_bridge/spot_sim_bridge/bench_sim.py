@@ -202,7 +202,9 @@ def bench_lockstep(args: argparse.Namespace) -> list[Row]:
         finally:
             watcher.close()
             group.stop()
-    (wall0, sim0), (wall1, sim1) = (samples[0], samples[-1]) if len(samples) > 1 else ((0.0, 0.0), (1.0, 0.0))
+    if len(samples) < 2:
+        raise RuntimeError("fewer than two diagnostics from the sim bridge: its sim time could not be followed")
+    (wall0, sim0), (wall1, sim1) = samples[0], samples[-1]
     rtf = (sim1 - sim0) / (wall1 - wall0)
     return [
         Row(
