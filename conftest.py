@@ -12,7 +12,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from spot_policy.dds_isolation import claim_domain
+from spot_policy.ros.dds_isolation import claim_domain
 
 ROS_DOMAIN_ID = claim_domain()
 if "MUJOCO_GL" not in os.environ and not os.environ.get("DISPLAY"):

@@ -5,16 +5,15 @@
         [joy:=true] [record:=false] [record_dir:=runs/bag] [port:=443] [ca_cert:=]
 
 A dry run against `spot-policy emulator`: hostname:=127.0.0.1 port:=<its port> ca_cert:=<its ca.pem>.
-The node set and parameter files come from spot_policy.bringup, the same description that
+The node set and parameter files come from spot_policy.ros.bringup, the same description that
 `spot-policy robot` starts without ros2 launch; the policy node is the simulation's.
 """
 
-from launch.actions import DeclareLaunchArgument, ExecuteProcess, OpaqueFunction
-from launch.substitutions import LaunchConfiguration
-from launch_ros.actions import Node
+from launch.actions import OpaqueFunction
 
 from launch import LaunchDescription
-from spot_policy import bringup
+from spot_policy.ros import bringup
+from spot_policy.ros.launch_actions import declare, flag, node_actions, values
 
 ARGUMENTS = {
     "hostname": ("", "robot address (empty: hw_bridge.yaml, then $SPOT_IP)"),
@@ -28,28 +27,13 @@ ARGUMENTS = {
 
 
 def _nodes(context):
-    arg = {name: LaunchConfiguration(name).perform(context) for name in ARGUMENTS}
-    on = {name: arg[name].lower() in ("true", "1", "yes") for name in arg}
+    arg = values(context, ARGUMENTS)
     bridge = {"port": int(arg["port"]), "ca_cert": arg["ca_cert"]}
-    specs = bringup.robot_nodes(arg["policy"], arg["hostname"], teleop=True, joy=on["joy"], extra_bridge_params=bridge)
-    bag = bringup.bag_record_command(arg["record_dir"], sim_time=False) if on["record"] else None
-    if on["record"] and bag is None:
-        specs.append(bringup.recorder(arg["record_dir"], sim_time=False))
-    actions = [
-        Node(
-            package=s.package,
-            executable=s.executable,
-            name=s.name,
-            parameters=[*map(str, s.param_paths()), s.overrides],
-            output="screen",
-        )
-        for s in specs
-    ]
-    if bag is not None:  # ros2 bag record, where rosbag2 is installed
-        actions.append(ExecuteProcess(cmd=bag, output="screen"))
-    return actions
+    specs = bringup.robot_nodes(
+        arg["policy"], arg["hostname"], teleop=True, joy=flag(arg["joy"]), extra_bridge_params=bridge
+    )
+    return node_actions(specs, arg["record_dir"] if flag(arg["record"]) else None, sim_time=False)
 
 
 def generate_launch_description() -> LaunchDescription:
-    declared = [DeclareLaunchArgument(n, default_value=d, description=h) for n, (d, h) in ARGUMENTS.items()]
-    return LaunchDescription([*declared, OpaqueFunction(function=_nodes)])
+    return LaunchDescription([*declare(ARGUMENTS), OpaqueFunction(function=_nodes)])

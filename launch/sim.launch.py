@@ -3,16 +3,15 @@
     ros2 launch spot_policy sim.launch.py [policy:=spot_flat_mjx] [backend:=mujoco] [realtime:=true]
         [gui:=false] [joy:=false] [record:=false] [record_dir:=runs/bag]
 
-The node set and parameter files come from spot_policy.bringup, the same description that
+The node set and parameter files come from spot_policy.ros.bringup, the same description that
 `spot-policy sim` starts without ros2 launch.
 """
 
-from launch.actions import DeclareLaunchArgument, ExecuteProcess, OpaqueFunction
-from launch.substitutions import LaunchConfiguration
-from launch_ros.actions import Node
+from launch.actions import OpaqueFunction
 
 from launch import LaunchDescription
-from spot_policy import bringup
+from spot_policy.ros import bringup
+from spot_policy.ros.launch_actions import declare, flag, node_actions, values
 
 ARGUMENTS = {
     "policy": ("spot_flat_mjx", "run folder, exported/policy.onnx, or a policy shipped in config/policies"),
@@ -26,27 +25,12 @@ ARGUMENTS = {
 
 
 def _nodes(context):
-    arg = {name: LaunchConfiguration(name).perform(context) for name in ARGUMENTS}
-    on = {name: arg[name].lower() in ("true", "1", "yes") for name in arg}
-    specs = bringup.sim_nodes(arg["policy"], arg["backend"], on["realtime"], on["gui"], teleop=True, joy=on["joy"])
-    bag = bringup.bag_record_command(arg["record_dir"]) if on["record"] else None
-    if on["record"] and bag is None:
-        specs.append(bringup.recorder(arg["record_dir"]))
-    actions = [
-        Node(
-            package=s.package,
-            executable=s.executable,
-            name=s.name,
-            parameters=[*map(str, s.param_paths()), s.overrides],
-            output="screen",
-        )
-        for s in specs
-    ]
-    if bag is not None:  # ros2 bag record, where rosbag2 is installed
-        actions.append(ExecuteProcess(cmd=bag, output="screen"))
-    return actions
+    arg = values(context, ARGUMENTS)
+    specs = bringup.sim_nodes(
+        arg["policy"], arg["backend"], flag(arg["realtime"]), flag(arg["gui"]), teleop=True, joy=flag(arg["joy"])
+    )
+    return node_actions(specs, arg["record_dir"] if flag(arg["record"]) else None, sim_time=True)
 
 
 def generate_launch_description() -> LaunchDescription:
-    declared = [DeclareLaunchArgument(n, default_value=d, description=h) for n, (d, h) in ARGUMENTS.items()]
-    return LaunchDescription([*declared, OpaqueFunction(function=_nodes)])
+    return LaunchDescription([*declare(ARGUMENTS), OpaqueFunction(function=_nodes)])

@@ -14,8 +14,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from spot_policy import paths
-from spot_policy.run_report import read_run
+from spot_policy.core import paths
+from spot_policy_tools.run_report import read_run
 
 EXE = Path(sys.executable).with_name("spot-policy")
 SHIPPED = paths.config_dir() / "policies" / "spot_flat_mjx"

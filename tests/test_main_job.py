@@ -11,10 +11,10 @@ import numpy as np
 import pytest
 from rosbags.rosbag2 import Reader
 
-from spot_policy import paths
-from spot_policy.loader import load_policy
-from spot_policy.replay import read_recording, replay
-from spot_policy.run_report import read_run
+from spot_policy.core import paths
+from spot_policy.core.loader import load_policy
+from spot_policy_tools.replay import read_recording, replay
+from spot_policy_tools.run_report import read_run
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src" / "spot_policy_node" / "test"))
 from policy_fixtures import make_run

@@ -9,11 +9,11 @@ from pathlib import Path
 
 import yaml
 
-from spot_policy import bringup
+from spot_policy.ros import bringup
 
 ROOT = Path(__file__).resolve().parents[1]
 LAUNCH = ROOT / "launch" / "robot.launch.py"
-BRIDGE_NODE = ROOT / "src" / "spot_hw_bridge" / "spot_hw_bridge" / "hw_bridge_node.py"
+BRIDGE_NODE = ROOT / "src" / "spot_hw_bridge" / "spot_hw_bridge" / "ros" / "hw_bridge_node.py"
 
 
 def test_robot_launch_is_thin_takes_the_issue_arguments_and_has_no_sim_switch() -> None:

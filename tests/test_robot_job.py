@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from rosbags.rosbag2 import Reader
 
-from spot_policy import paths
+from spot_policy.core import paths
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src" / "spot_policy_node" / "test"))
 from policy_fixtures import make_run

@@ -12,10 +12,15 @@ from pathlib import Path
 import pytest
 from catkin_pkg.package import parse_package
 
-from spot_policy import bringup
+from spot_policy.ros import bringup
 
 ROOT = Path(__file__).resolve().parents[1]
-PACKAGES = {"spot_policy": "spot_policy_node", "spot_sim_bridge": "spot_sim_bridge", "spot_hw_bridge": "spot_hw_bridge"}
+PACKAGES = {
+    "spot_policy": "spot_policy_node",
+    "spot_sim_bridge": "spot_sim_bridge",
+    "spot_hw_bridge": "spot_hw_bridge",
+    "spot_policy_tools": "spot_policy_tools",
+}
 #: Python import roots that are ROS packages (must be exec_depends when imported).
 ROS_IMPORTS = {
     "rclpy",
@@ -102,7 +107,7 @@ def test_colcon_build_installs_launch_and_config(tmp_path: Path) -> None:
         timeout=300,
     )
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-    assert "3 packages finished" in done.stdout
+    assert "4 packages finished" in done.stdout
     share = tmp_path / "install" / "spot_policy" / "share" / "spot_policy"
     for rel in ("launch/sim.launch.py", "launch/teleop.launch.py", "config/policy_node.yaml", "config/teleop/ps4.yaml"):
         assert (share / rel).is_file(), rel
@@ -113,6 +118,9 @@ def test_colcon_build_installs_launch_and_config(tmp_path: Path) -> None:
     for exe in ("policy_node", "teleop", "profile_player", "recorder"):
         assert (lib / exe).is_file(), f"ros2 run spot_policy {exe} would not find it"
     assert (tmp_path / "install" / "spot_sim_bridge" / "lib" / "spot_sim_bridge" / "sim_bridge").is_file()
+    assert (tmp_path / "install" / "spot_hw_bridge" / "lib" / "spot_hw_bridge" / "hw_bridge").is_file()
+    # The user's command is on PATH after `source install/setup.bash` (bin/, not lib/).
+    assert (tmp_path / "install" / "spot_policy_tools" / "bin" / "spot-policy").is_file()
 
 
 def test_launch_files_are_thin_and_use_the_bringup_specs() -> None:
@@ -120,7 +128,7 @@ def test_launch_files_are_thin_and_use_the_bringup_specs() -> None:
         tree = ast.parse(path.read_text())
         functions = {n.name for n in tree.body if isinstance(n, ast.FunctionDef)}
         assert "generate_launch_description" in functions, path
-        assert "from spot_policy import bringup" in path.read_text(), f"{path.name} must build nodes from bringup"
+        assert "from spot_policy.ros import bringup" in path.read_text(), f"{path.name} must build nodes from bringup"
         assert len(path.read_text().splitlines()) < 80, f"{path.name} is not thin"
 
 

@@ -3,7 +3,7 @@
 Runs both from rest in the default pose for a few seconds of a sinusoidal gait-like action
 sequence, without noise, delay, pushes or randomization, and prints the largest difference of
 each observation term. This is what proves the JAX PD law, joint mapping and observation match
-``spot_sim_bridge.mujoco_backend`` (the remaining differences come from MJX's fixed solver
+``spot_sim_bridge.backends.mujoco`` (the remaining differences come from MJX's fixed solver
 iterations and float32).
 
     python training/check_parity.py [--seconds 2] [--iterations 2 --ls-iterations 6]
@@ -26,7 +26,7 @@ sys.path.insert(0, str(REPO / "training"))
 from spot_env import ACTION_SCALE, EnvConfig, SpotFlatEnv  # noqa: E402
 from spot_task import FILE_IMPRATIO  # noqa: E402
 
-from spot_sim_bridge.mujoco_backend import MujocoSpot  # noqa: E402
+from spot_sim_bridge.backends.mujoco import MujocoSpot  # noqa: E402
 
 TERMS = {
     "base_lin_vel": slice(0, 3),

@@ -1,8 +1,8 @@
 """Evaluate a shipped policy in the CPU MuJoCo bridge backend, as the deployment runs it (no ROS).
 
-The policy is loaded with ``spot_policy.loader.load_policy`` and driven by
-``spot_policy.controller.PolicyController`` (observation builder, soft start, command and joint
-limit clipping), in lockstep with ``spot_sim_bridge.mujoco_backend.MujocoSpot``: every 20 ms the
+The policy is loaded with ``spot_policy.core.loader.load_policy`` and driven by
+``spot_policy.core.controller.PolicyController`` (observation builder, soft start, command and joint
+limit clipping), in lockstep with ``spot_sim_bridge.backends.mujoco.MujocoSpot``: every 20 ms the
 controller gets the state the bridge would publish, and its targets go to the backend, which runs
 10 physics steps of its PD law. Each case starts at rest in the default pose and walks 20 s.
 
@@ -29,10 +29,10 @@ REPO = Path(__file__).resolve().parents[1]
 for package in ("spot_policy_node", "spot_sim_bridge"):
     sys.path.insert(0, str(REPO / "src" / package))
 
-from spot_policy import contract  # noqa: E402
-from spot_policy.controller import ControllerConfig, Mode, PolicyController  # noqa: E402
-from spot_policy.loader import load_policy  # noqa: E402
-from spot_sim_bridge.mujoco_backend import MujocoSpot  # noqa: E402
+from spot_policy.core import contract  # noqa: E402
+from spot_policy.core.controller import ControllerConfig, Mode, PolicyController  # noqa: E402
+from spot_policy.core.loader import load_policy  # noqa: E402
+from spot_sim_bridge.backends.mujoco import MujocoSpot  # noqa: E402
 
 DEFAULT_POLICY = REPO / "config" / "policies" / "spot_flat_mjx"
 FALL_HEIGHT = 0.2

@@ -42,7 +42,7 @@ from spot_task import (  # noqa: E402
     PPOConfig,
 )
 
-from spot_policy.onnx_mlp import Layer, mlp_forward, mlp_to_onnx  # noqa: E402
+from spot_policy.core.onnx_mlp import Layer, mlp_forward, mlp_to_onnx  # noqa: E402
 
 DEFAULT_DEST = REPO / "config" / "policies" / "spot_flat_mjx"
 SPOT_XML_REL = "src/spot_sim_bridge/spot_sim_bridge/model/spot.xml"

@@ -7,8 +7,8 @@ The policy sees exactly what the deployed policy sees (``shared/facts/ISAACLAB.m
   velocity, last raw action; joint arrays in Isaac Lab articulation order, mapped to the MJCF
   joints by name;
 - action: target = default + 0.2 * raw action (articulation order), clipped to the joint limits
-  as ``spot_policy.controller`` clips it, held for 10 physics steps of 2 ms;
-- actuators: the PD law of ``spot_sim_bridge.mujoco_backend`` evaluated at every physics step,
+  as ``spot_policy.core.controller`` clips it, held for 10 physics steps of 2 ms;
+- actuators: the PD law of ``spot_sim_bridge.backends.mujoco`` evaluated at every physics step,
   kp 60, kd 1.5, hips clamped to +-45 N*m, knees to the angle-dependent limit of
   ``spot_knee_torque_limits.csv``, applied through ``qfrc_applied``, the target delayed by
   0-4 physics steps.

@@ -20,7 +20,7 @@ SPOT_XML = MODEL_DIR / "spot.xml"
 KNEE_TABLE_CSV = MODEL_DIR / "spot_knee_torque_limits.csv"
 
 sys.path.insert(0, str(REPO / "src" / "spot_policy_node"))
-from spot_policy import contract  # noqa: E402  (joint names: the one place that knows them)
+from spot_policy.core import contract  # noqa: E402  (joint names: the one place that knows them)
 
 JOINTS: tuple[str, ...] = contract.ISAAC_JOINT_ORDER
 LEGS: tuple[str, ...] = contract.LEGS  # fl, fr, hl, hr: foot order of every per-foot array here

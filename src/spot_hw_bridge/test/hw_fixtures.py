@@ -9,10 +9,10 @@ from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
 
-from spot_hw_bridge.conversion import SDK_ORDER, Gains
+from spot_hw_bridge.core.bridge import HwBridge, HwBridgeConfig, Phase
+from spot_hw_bridge.core.conversion import SDK_ORDER, Gains
+from spot_hw_bridge.core.errors import Credentials
 from spot_hw_bridge.emulator import SpotEmulator
-from spot_hw_bridge.errors import Credentials
-from spot_hw_bridge.hw_core import HwBridge, HwBridgeConfig, Phase
 
 # Distinctive, so a leak anywhere is found by a plain substring search.
 USERNAME = "op-Quokka-5521"

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from bosdyn.api import robot_state_pb2
 
-from spot_hw_bridge.conversion import (
+from spot_hw_bridge.core.conversion import (
     SDK_ORDER,
     CommandMapper,
     Gains,
@@ -21,10 +21,10 @@ from spot_hw_bridge.conversion import (
     sample_from_stream,
     timestamp_ns,
 )
-from spot_hw_bridge.errors import BridgeError, Credentials, Redactor
-from spot_policy import contract
-from spot_policy.loader import load_spec
-from spot_policy.locate import locate_run
+from spot_hw_bridge.core.errors import BridgeError, Credentials, Redactor
+from spot_policy.core import contract
+from spot_policy.core.loader import load_spec
+from spot_policy.core.locate import locate_run
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "spot_policy_node" / "test"))
 from policy_fixtures import make_run

@@ -22,7 +22,7 @@ from bosdyn.client.robot_command import (
 from bosdyn.client.robot_id import RobotIdClient
 from bosdyn.client.robot_state import RobotStateClient, RobotStateStreamingClient
 
-from spot_hw_bridge.conversion import SDK_ORDER, Gains, joint_request, timestamp_ns
+from spot_hw_bridge.core.conversion import SDK_ORDER, Gains, joint_request, timestamp_ns
 from spot_hw_bridge.emulator import SpotEmulator
 from spot_hw_bridge.emulator.body import ROBOT_KD, ROBOT_KP, SDK_FROM_ISAAC, Behaviour
 

@@ -26,7 +26,8 @@ from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 from sensor_msgs.msg import Imu, JointState
 
 from spot_hw_bridge.emulator.body import Behaviour
-from spot_policy import bringup, contract
+from spot_policy.core import contract
+from spot_policy.ros import bringup
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "spot_policy_node" / "test"))

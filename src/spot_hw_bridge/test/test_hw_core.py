@@ -16,10 +16,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from spot_hw_bridge.conversion import SDK_ORDER
+from spot_hw_bridge.core.bridge import CommandLoss, HwBridge, Phase, load_gains
+from spot_hw_bridge.core.conversion import SDK_ORDER
+from spot_hw_bridge.core.errors import BridgeError
 from spot_hw_bridge.emulator.body import Behaviour
-from spot_hw_bridge.errors import BridgeError
-from spot_hw_bridge.hw_core import CommandLoss, HwBridge, Phase, load_gains
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "spot_policy_node" / "test"))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from spot_policy.onnx_mlp import Layer, mlp_to_onnx, random_mlp
+from spot_policy.core.onnx_mlp import Layer, mlp_to_onnx, random_mlp
 
 # The shape of an Isaac Lab 2.x dump of Isaac-Velocity-Flat-Spot-v0 (the keys a deployment reads,
 # with the dumper's tags), abridged where a deployment reads nothing.

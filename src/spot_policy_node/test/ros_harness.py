@@ -18,8 +18,8 @@ from rosgraph_msgs.msg import Clock
 from sensor_msgs.msg import Imu, JointState
 from std_srvs.srv import Trigger
 
-from spot_policy import contract
-from spot_policy.hot_loop import HotLoop, hot_inputs_of
+from spot_policy.core import contract
+from spot_policy.ros.hot_loop import HotLoop, hot_inputs_of
 
 
 def to_stamp(t: float):
@@ -130,7 +130,7 @@ class BridgeHarness(Node):
 
 class Spinner:
     """Spins nodes on a background executor so the test thread can publish and wait; a node with
-    hot inputs (spot_policy.hot_loop) gets a HotLoop of its own, as run_node gives it."""
+    hot inputs (spot_policy.ros.hot_loop) gets a HotLoop of its own, as run_node gives it."""
 
     def __init__(self, *nodes: Node) -> None:
         self.executor = SingleThreadedExecutor()

@@ -4,7 +4,7 @@ the node records every message over real DDS, stamped with its (sim) clock; sign
 The bytes written are rclpy's own CDR, so a round trip proves rosbags' Humble definitions describe
 what rclpy puts on the wire. rclpy's ``serialize_message`` (rmw_fastrtps here) returns its size
 estimate as the length: some messages come with trailing uninitialized bytes, which rosbags' strict
-``deserialize_cdr`` rejects and :func:`spot_policy.bag_recorder.deserialize_cdr` tolerates; the
+``deserialize_cdr`` rejects and :func:`spot_policy.ros.bag_recorder.deserialize_cdr` tolerates; the
 bytes a subscription receives over DDS are exact, and rosbags decodes them strictly.
 """
 
@@ -37,9 +37,9 @@ from rosgraph_msgs.msg import Clock
 from sensor_msgs.msg import Imu, JointState, Joy
 from std_msgs.msg import Float32MultiArray, Int64MultiArray, MultiArrayDimension, String
 
-from spot_policy import contract
-from spot_policy.bag_recorder import SENSOR_DATA, BagRecorder, BagRecorderError, default_typestore, deserialize_cdr
-from spot_policy.recorder_node import DEFAULT_TOPICS, RecorderNode, parse_topic_spec
+from spot_policy.core import contract
+from spot_policy.ros.bag_recorder import SENSOR_DATA, BagRecorder, BagRecorderError, default_typestore, deserialize_cdr
+from spot_policy.ros.recorder_node import DEFAULT_TOPICS, RecorderNode, parse_topic_spec
 
 SIM_T_NS = 100_000_000_000  # the sim time the node test runs at: 100 s
 
@@ -303,7 +303,7 @@ def test_signal_closes_the_bag(ros_context: Context, tmp_path: Path, sig: signal
         [
             sys.executable,
             "-m",
-            "spot_policy.recorder_node",
+            "spot_policy.ros.recorder_node",
             "--ros-args",
             "-p",
             f"out:={out}",

@@ -1,4 +1,4 @@
-"""spot_policy.cdr against rclpy's own serializer: every layout, both byte orders, odd string lengths."""
+"""spot_policy.ros.cdr against rclpy's own serializer: every layout, both byte orders, odd string lengths."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from nav_msgs.msg import Odometry
 from rclpy.serialization import deserialize_message, serialize_message
 from sensor_msgs.msg import Imu, JointState
 
-from spot_policy import cdr
+from spot_policy.ros import cdr
 
 RNG = np.random.default_rng(7)
 FRAMES = ["", "a", "ab", "abc", "body", "odom_frame_x"]  # every padding remainder
@@ -166,8 +166,8 @@ def test_clock_decodes_as_rclpy_does() -> None:
 
 def test_other_encodings_are_read_after_rclpy_re_serializes_them() -> None:
     """The fallback path of the nodes' readers (a real XCDR2 payload cannot be made here: the
-    decoder below refuses the first payload the way spot_policy.cdr refuses XCDR2)."""
-    from spot_policy.state_publisher import plain_cdr_fallback
+    decoder below refuses the first payload the way spot_policy.ros.cdr refuses XCDR2)."""
+    from spot_policy.ros.state_publisher import plain_cdr_fallback
 
     seen: list[bytes] = []
 

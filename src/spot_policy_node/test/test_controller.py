@@ -5,10 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from spot_policy import contract
-from spot_policy.controller import ControllerConfig, Mode, PolicyController
-from spot_policy.loader import load_policy
-from spot_policy.policy_spec import PolicySpec
+from spot_policy.core import contract
+from spot_policy.core.controller import ControllerConfig, Mode, PolicyController
+from spot_policy.core.loader import load_policy
+from spot_policy.core.policy_spec import PolicySpec
 
 from policy_fixtures import make_run
 

@@ -1,4 +1,4 @@
-"""spot_policy.hot_loop and spot_policy.polling.Waiter over real rclpy and DDS: the hot input is
+"""spot_policy.ros.hot_loop and spot_policy.ros.polling.Waiter over real rclpy and DDS: the hot input is
 handled at once without the executor, everything else of the node still runs, stop and errors."""
 
 from __future__ import annotations
@@ -14,8 +14,8 @@ from rclpy.node import Node
 from std_msgs.msg import String
 from std_srvs.srv import Trigger
 
-from spot_policy.hot_loop import HotInputs, HotLoop, hot_inputs_of
-from spot_policy.polling import PolledGroup, Waiter, take_raw
+from spot_policy.ros.hot_loop import HotInputs, HotLoop, hot_inputs_of
+from spot_policy.ros.polling import PolledGroup, Waiter, take_raw
 
 pytestmark = pytest.mark.ros
 

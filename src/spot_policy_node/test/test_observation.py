@@ -8,9 +8,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from spot_policy import contract
-from spot_policy.loader import load_policy
-from spot_policy.observation import Measurements, ObservationBuilder, projected_gravity
+from spot_policy.core import contract
+from spot_policy.core.loader import load_policy
+from spot_policy.core.observation import Measurements, ObservationBuilder, projected_gravity
 
 from policy_fixtures import env_with_lin_vel_processing, make_run
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,9 +13,10 @@ import pytest
 import rclpy
 from rclpy.parameter import Parameter
 
-from spot_policy import contract
-from spot_policy.onnx_mlp import mlp_forward, random_mlp
-from spot_policy.policy_node import PolicyNode
+from spot_policy.core import contract
+from spot_policy.core.onnx_mlp import mlp_forward, random_mlp
+from spot_policy.ros.bringup import find_executable
+from spot_policy.ros.policy_node import PolicyNode
 
 from policy_fixtures import make_run
 from ros_harness import BridgeHarness, Spinner, wait_until
@@ -249,7 +249,8 @@ def test_wall_clock_rate_without_sim_time(rig: Rig) -> None:
 
 def test_entry_point_with_params_file(run: Path, ros_domain_id: int, tmp_path: Path) -> None:
     """The installed executable, the shipped parameter file, and a bad policy's one-line error."""
-    exe = Path(sys.executable).with_name("policy_node")
+    exe = find_executable("spot_policy", "policy_node")
+    assert exe is not None, "run scripts/setup"
     config = Path(__file__).resolve().parents[1] / "config" / "policy_node.yaml"
     env = dict(os.environ)
     bad = subprocess.run(

@@ -10,12 +10,12 @@ import numpy as np
 import pytest
 import yaml
 
-from spot_policy import contract
-from spot_policy.errors import PolicyLoadError
-from spot_policy.isaaclab_yaml import PythonTag, load_isaaclab_yaml
-from spot_policy.loader import load_policy
-from spot_policy.locate import locate_run
-from spot_policy.onnx_mlp import mlp_to_onnx, random_mlp
+from spot_policy.core import contract
+from spot_policy.core.errors import PolicyLoadError
+from spot_policy.core.isaaclab_yaml import PythonTag, load_isaaclab_yaml
+from spot_policy.core.loader import load_policy
+from spot_policy.core.locate import locate_run
+from spot_policy.core.onnx_mlp import mlp_to_onnx, random_mlp
 
 from policy_fixtures import SPOT_FLAT_ENV_YAML, env_with_lin_vel_processing, make_run
 
@@ -203,8 +203,8 @@ def test_latest_prefers_newest_name_not_mtime(tmp_path: Path) -> None:
 def test_onnx_mlp_matches_numpy_reference(tmp_path: Path) -> None:
     layers = random_mlp((48, 32, 12), seed=3)
     path = mlp_to_onnx(layers, tmp_path / "p.onnx")
-    from spot_policy.onnx_mlp import mlp_forward
-    from spot_policy.onnx_policy import OnnxPolicy
+    from spot_policy.core.onnx_mlp import mlp_forward
+    from spot_policy.core.onnx_policy import OnnxPolicy
 
     policy = OnnxPolicy(path, ["cpu"])
     obs = np.random.default_rng(0).standard_normal(48).astype(np.float32)

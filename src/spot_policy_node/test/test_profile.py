@@ -16,9 +16,9 @@ from rosgraph_msgs.msg import Clock
 from std_msgs.msg import String
 from std_srvs.srv import Trigger
 
-from spot_policy import paths
-from spot_policy.profile import ProfileError, load_profile, parse_profile
-from spot_policy.profile_player import ProfilePlayer
+from spot_policy.core import paths
+from spot_policy.core.profile import ProfileError, load_profile, parse_profile
+from spot_policy.ros.profile_player import ProfilePlayer
 
 from ros_harness import Spinner, to_stamp, wait_until
 

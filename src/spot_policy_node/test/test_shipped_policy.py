@@ -12,10 +12,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from spot_policy import contract
-from spot_policy.isaaclab_yaml import load_isaaclab_yaml
-from spot_policy.loader import load_policy
-from spot_policy.onnx_mlp import mlp_forward
+from spot_policy.core import contract
+from spot_policy.core.isaaclab_yaml import load_isaaclab_yaml
+from spot_policy.core.loader import load_policy
+from spot_policy.core.onnx_mlp import mlp_forward
 
 POLICY_DIR = Path(__file__).resolve().parents[3] / "config" / "policies" / "spot_flat_mjx"
 OBS_FUNCS = (

@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 import yaml
 
-from spot_policy.paths import config_dir
-from spot_policy.teleop import (
+from spot_policy.core.paths import config_dir
+from spot_policy.core.teleop import (
     AxisMapping,
     JoyMapping,
     JoyMessageError,

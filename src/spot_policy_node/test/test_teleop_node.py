@@ -30,9 +30,9 @@ from rclpy.qos import QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import Joy
 from std_srvs.srv import Trigger
 
-from spot_policy.paths import config_dir
-from spot_policy.teleop import ACTIONS, apply_deadband, load_mapping
-from spot_policy.teleop_node import TeleopNode
+from spot_policy.core.paths import config_dir
+from spot_policy.core.teleop import ACTIONS, apply_deadband, load_mapping
+from spot_policy.ros.teleop_node import TeleopNode
 
 pytestmark = pytest.mark.ros
 

@@ -7,9 +7,9 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from spot_policy import paths
-from spot_policy.errors import PolicyLoadError
-from spot_policy.profile import ProfileError
+from spot_policy.core import paths
+from spot_policy.core.errors import PolicyLoadError
+from spot_policy.core.profile import ProfileError
 
 EXAMPLES = """\
 examples:
@@ -41,8 +41,8 @@ def _add_policy_args(parser: argparse.ArgumentParser) -> None:
 
 
 def cmd_inspect(args: argparse.Namespace) -> int:
-    from spot_policy.inspect_policy import as_json, as_text, describe
-    from spot_policy.loader import load_policy
+    from spot_policy.core.loader import load_policy
+    from spot_policy_tools.inspect_policy import as_json, as_text, describe
 
     notes: list[str] = []
     loaded = load_policy(
@@ -60,13 +60,13 @@ def cmd_inspect(args: argparse.Namespace) -> int:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
-    from spot_policy import bench
+    from spot_policy_tools.bench import run as bench
 
     return bench.main(args)
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
-    from spot_policy import replay
+    from spot_policy_tools import replay
 
     return replay.main(args)
 
@@ -104,7 +104,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     p.set_defaults(func=cmd_inspect)
 
-    from spot_policy import bench
+    from spot_policy_tools.bench import run as bench
 
     bench.add_arguments(
         sub.add_parser(
@@ -116,7 +116,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub.choices["bench"].set_defaults(func=cmd_bench)
 
-    from spot_policy import sim_job
+    from spot_policy_tools import sim_job
 
     p = sub.add_parser(
         "sim",
@@ -142,7 +142,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tolerance", type=float, default=1e-6, help="largest accepted absolute difference (default: 1e-6)")
     p.set_defaults(func=cmd_replay)
 
-    from spot_policy import robot_job
+    from spot_policy_tools import robot_job
 
     p = sub.add_parser(
         "robot",

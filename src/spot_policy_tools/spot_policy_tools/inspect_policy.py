@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from spot_policy.loader import LoadedPolicy
+from spot_policy.core.loader import LoadedPolicy
 
 
 def _num(value: Any) -> Any:

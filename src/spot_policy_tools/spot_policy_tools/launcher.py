@@ -13,8 +13,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from spot_policy.bringup import NodeSpec
-from spot_policy.dds_isolation import low_latency_environment
+from spot_policy.ros.bringup import NodeSpec
+from spot_policy.ros.dds_isolation import low_latency_environment
 
 
 class NodeProcess:

@@ -1,11 +1,11 @@
 """``spot-policy replay BAG --policy P``: re-run a recorded bag through the policy core, offline.
 
 No DDS and no rclpy: the bag is read with ``rosbags``, its inputs go to a fresh
-:class:`~spot_policy.controller.PolicyController` with the ONNX model, and what comes out is
+:class:`~spot_policy.core.controller.PolicyController` with the ONNX model, and what comes out is
 compared with what the policy node published: ``joint_command`` per joint, the observation per
 term, the raw action per joint. Exit status 1 when anything differs by more than the tolerance.
 
-How the node's life is put back together (the node's debug stream, :mod:`spot_policy.debug_stream`,
+How the node's life is put back together (the node's debug stream, :mod:`spot_policy.ros.debug_stream`,
 must be in the bag; the recorder's default topics and ``publish_debug: true`` give it):
 
 - Order: the node numbers its step records and events (``seq``); replay walks them in that order.
@@ -41,13 +41,13 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
-from spot_policy import contract, paths
-from spot_policy import debug_stream as debug
-from spot_policy.bag_recorder import default_typestore, deserialize_cdr
-from spot_policy.controller import ControllerConfig, Mode, PolicyController
+from spot_policy.core import contract, paths
+from spot_policy.core.controller import ControllerConfig, Mode, PolicyController
+from spot_policy.ros import debug_stream as debug
+from spot_policy.ros.bag_recorder import default_typestore, deserialize_cdr
 
 if TYPE_CHECKING:
-    from spot_policy.loader import LoadedPolicy
+    from spot_policy.core.loader import LoadedPolicy
 
 REPORT_NAME = "replay.json"
 PLOT_NAME = "replay.png"
@@ -190,7 +190,7 @@ def read_recording(bag: str | Path) -> Recording:
                 if wrong:
                     raise ReplayError(
                         f"{bag}: topic {topic} has type {', '.join(wrong)}, expected {msgtype}; "
-                        "fix: record the contract's types (spot_policy.contract, spot_policy.debug_stream)"
+                        "fix: record the contract's types (spot_policy.core.contract, spot_policy.ros.debug_stream)"
                     )
                 found[kind] = conns
             missing = [k for k in REQUIRED if k not in found]
@@ -800,7 +800,7 @@ def write_outputs(report: ReplayReport, out: Path) -> None:
 
 def main(args: argparse.Namespace) -> int:
     """0: matched (or a comparison of two policies); 1: diverged beyond the tolerance; 2: bad input."""
-    from spot_policy.loader import load_policy
+    from spot_policy.core.loader import load_policy
 
     loaded = load_policy(
         args.policy, providers=["cpu"], intra_op_threads=1, policies_dir=paths.config_dir() / "policies", log=print

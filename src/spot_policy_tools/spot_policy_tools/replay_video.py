@@ -33,10 +33,10 @@ import mujoco
 from rosbags.interfaces import Connection
 from rosbags.rosbag2 import Reader
 
-from spot_policy import contract
-from spot_policy.bag_recorder import default_typestore, deserialize_cdr
+from spot_policy.core import contract
+from spot_policy.ros.bag_recorder import default_typestore, deserialize_cdr
+from spot_sim_bridge.model import SPOT_MJCF
 
-MODEL_PATH = Path(__file__).resolve().parent / "model" / "spot.xml"
 CAMERA = "track"
 WIDTH, HEIGHT, FPS = 640, 480, 30
 _BASE_JOINT = "base"
@@ -159,7 +159,7 @@ def render_video(
     width: int = WIDTH,
     height: int = HEIGHT,
     shadows: bool = False,
-    model_path: str | Path = MODEL_PATH,
+    model_path: str | Path = SPOT_MJCF,
 ) -> int:
     """Write an H.264 MP4 of ``bag`` to ``out``; returns the number of frames."""
     trajectory = read_trajectory(bag)
@@ -202,7 +202,7 @@ def render_video(
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m spot_sim_bridge.replay_video BAG OUT.mp4``."""
+    """``python -m spot_policy_tools.replay_video BAG OUT.mp4``."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("bag")
     parser.add_argument("out")

@@ -20,10 +20,11 @@ import sys
 import time
 from pathlib import Path
 
-from spot_policy import bringup, paths
-from spot_policy.profile import load_profile
-from spot_policy.realtime_gc import freeze_startup_heap
-from spot_policy.sim_job import JobError, default_out, make_report, run_nodes
+from spot_policy.core import paths
+from spot_policy.core.profile import load_profile
+from spot_policy.core.realtime_gc import freeze_startup_heap
+from spot_policy.ros import bringup
+from spot_policy_tools.sim_job import JobError, default_out, make_report, run_nodes
 
 ENV_USERNAME = "BOSDYN_CLIENT_USERNAME"
 ENV_PASSWORD = "BOSDYN_CLIENT_PASSWORD"
@@ -69,8 +70,8 @@ def _schedule(faults: list[str]) -> list[tuple[str, float]]:
 
 
 def main(args: argparse.Namespace) -> int:
-    from spot_policy.dds_isolation import claim_domain, isolate_environment
-    from spot_policy.locate import locate_run
+    from spot_policy.core.locate import locate_run
+    from spot_policy.ros.dds_isolation import claim_domain, isolate_environment
 
     profile = load_profile(args.profile, paths.config_dir() / "profiles")
     locate_run(args.policy, policies_dir=paths.config_dir() / "policies")  # fail early, one line

@@ -41,9 +41,9 @@ import numpy as np
 from rosbags.interfaces import Connection
 from rosbags.rosbag2 import Reader
 
-from spot_policy import contract
-from spot_policy.bag_recorder import default_typestore, deserialize_cdr
-from spot_policy.profile import END_MARKER, Profile, ProfileError, Segment, load_profile
+from spot_policy.core import contract
+from spot_policy.core.profile import END_MARKER, Profile, ProfileError, Segment, load_profile
+from spot_policy.ros.bag_recorder import default_typestore, deserialize_cdr
 
 FALL_HEIGHT_M = 0.25
 FALL_GRAVITY_Z = -0.5  # projected gravity z above this: tilted more than 60 degrees
@@ -528,8 +528,8 @@ def format_table(report: RunReport) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m spot_policy.run_report BAG --profile P --out DIR``: exit 0 passed, 1 failed, 2 error."""
-    from spot_policy.paths import config_dir
+    """``python -m spot_policy_tools.run_report BAG --profile P --out DIR``: exit 0 passed, 1 failed, 2 error."""
+    from spot_policy.core.paths import config_dir
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("bag")

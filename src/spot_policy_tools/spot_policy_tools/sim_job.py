@@ -15,9 +15,10 @@ import time
 from datetime import datetime
 from pathlib import Path
 
-from spot_policy import bringup, paths
-from spot_policy.launcher import NodeGroup, follow
-from spot_policy.profile import Profile, load_profile
+from spot_policy.core import paths
+from spot_policy.core.profile import Profile, load_profile
+from spot_policy.ros import bringup
+from spot_policy_tools.launcher import NodeGroup, follow
 
 
 class JobError(RuntimeError):
@@ -91,7 +92,7 @@ def run_nodes(
 
 def make_report(out: Path, bag: Path, profile: Profile, video: bool, extra: dict) -> bool:
     """summary.json, tracking.png (and video.mp4) from the bag; prints the table; returns passed."""
-    from spot_policy.run_report import SUMMARY_NAME, format_table, write_run_report
+    from spot_policy_tools.run_report import SUMMARY_NAME, format_table, write_run_report
 
     report = write_run_report(bag, profile, out)
     summary = out / SUMMARY_NAME
@@ -99,7 +100,7 @@ def make_report(out: Path, bag: Path, profile: Profile, video: bool, extra: dict
     print(format_table(report))
     if video:
         try:  # optional: the renderer lives with the MuJoCo model in spot_sim_bridge
-            from spot_sim_bridge.replay_video import render_video
+            from spot_policy_tools.replay_video import render_video
         except ImportError:
             print("video: not rendered (spot_sim_bridge is not installed)", file=sys.stderr)
             return report.passed
@@ -111,8 +112,8 @@ def make_report(out: Path, bag: Path, profile: Profile, video: bool, extra: dict
 
 
 def main(args: argparse.Namespace) -> int:
-    from spot_policy.dds_isolation import claim_domain, isolate_environment
-    from spot_policy.locate import locate_run
+    from spot_policy.core.locate import locate_run
+    from spot_policy.ros.dds_isolation import claim_domain, isolate_environment
 
     profile = load_profile(args.profile, paths.config_dir() / "profiles")
     locate_run(args.policy, policies_dir=paths.config_dir() / "policies")  # fail early, one line

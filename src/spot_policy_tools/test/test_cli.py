@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from spot_policy.cli import main
-from spot_policy.onnx_mlp import random_mlp
+from spot_policy.core.onnx_mlp import random_mlp
+from spot_policy_tools.cli import main
 
 from policy_fixtures import make_run
 

@@ -19,10 +19,11 @@ import yaml
 from mcap.reader import make_reader
 from rosbags.rosbag2 import Reader
 
-from spot_policy import bringup, cli
-from spot_policy.bag_recorder import BagRecorder, default_typestore, deserialize_cdr
-from spot_policy.loader import LoadedPolicy, load_policy
-from spot_policy.replay import Recording, ReplayError, read_recording, replay
+from spot_policy.core.loader import LoadedPolicy, load_policy
+from spot_policy.ros import bringup
+from spot_policy.ros.bag_recorder import BagRecorder, default_typestore, deserialize_cdr
+from spot_policy_tools import cli
+from spot_policy_tools.replay import Recording, ReplayError, read_recording, replay
 
 from policy_fixtures import make_run
 

@@ -22,11 +22,11 @@ from rosbags.rosbag2 import Reader
 from rosgraph_msgs.msg import Clock
 from std_msgs.msg import Float32MultiArray, Int64MultiArray, String
 
-from spot_policy import contract
-from spot_policy import debug_stream as debug
-from spot_policy.onnx_mlp import mlp_forward, random_mlp
-from spot_policy.policy_node import PolicyNode
-from spot_policy.replay import InputSchedule, read_recording
+from spot_policy.core import contract
+from spot_policy.core.onnx_mlp import mlp_forward, random_mlp
+from spot_policy.ros import debug_stream as debug
+from spot_policy.ros.policy_node import PolicyNode
+from spot_policy_tools.replay import InputSchedule, read_recording
 
 from policy_fixtures import make_run
 from ros_harness import BridgeHarness, Spinner, wait_until

@@ -18,9 +18,9 @@ from nav_msgs.msg import Odometry
 from rclpy.serialization import serialize_message
 from std_msgs.msg import String
 
-from spot_policy.bag_recorder import BagRecorder
-from spot_policy.profile import Profile, parse_profile
-from spot_policy.run_report import (
+from spot_policy.core.profile import Profile, parse_profile
+from spot_policy.ros.bag_recorder import BagRecorder
+from spot_policy_tools.run_report import (
     PLOT_NAME,
     SUMMARY_NAME,
     RunReportError,

@@ -21,8 +21,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from spot_policy import contract
-from spot_sim_bridge.backend import (
+from spot_policy.core import contract
+from spot_sim_bridge.backends.isaac import close_app, isaac_unavailable_reason
+from spot_sim_bridge.core.backend import (
     ISAAC_KD,
     ISAAC_KP,
     RobotState,
@@ -30,7 +31,7 @@ from spot_sim_bridge.backend import (
     default_joint_pos_array,
     quat_to_matrix,
 )
-from spot_sim_bridge.bridge_core import (
+from spot_sim_bridge.core.bridge import (
     BACKENDS,
     Actuation,
     BridgeConfig,
@@ -39,7 +40,6 @@ from spot_sim_bridge.bridge_core import (
     load_actuation,
     make_backend,
 )
-from spot_sim_bridge.isaac_backend import close_app, isaac_unavailable_reason
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "spot_policy_node" / "test"))
 from policy_fixtures import make_run

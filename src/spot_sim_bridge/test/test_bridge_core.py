@@ -9,9 +9,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from spot_policy import contract
-from spot_sim_bridge.backend import quat_to_matrix
-from spot_sim_bridge.bridge_core import (
+from spot_policy.core import contract
+from spot_sim_bridge.backends.mujoco import MujocoSpot
+from spot_sim_bridge.core.backend import quat_to_matrix
+from spot_sim_bridge.core.bridge import (
     Actuation,
     BridgeConfig,
     BridgeCore,
@@ -25,7 +26,6 @@ from spot_sim_bridge.bridge_core import (
     make_backend,
     pose_by_name,
 )
-from spot_sim_bridge.mujoco_backend import MujocoSpot
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "spot_policy_node" / "test"))
 from policy_fixtures import SPOT_FLAT_ENV_YAML, make_run

@@ -14,12 +14,13 @@ import time
 import numpy as np
 import pytest
 
-from spot_policy import contract
-from spot_sim_bridge import isaac_backend
-from spot_sim_bridge import isaac_conversions as conv
-from spot_sim_bridge.backend import BackendUnavailable, default_joint_pos_array, quat_to_matrix
-from spot_sim_bridge.bridge_core import make_backend
-from spot_sim_bridge.mujoco_backend import MujocoSpot
+from spot_policy.core import contract
+from spot_sim_bridge.backends import isaac as isaac_backend
+from spot_sim_bridge.backends import isaac_conversions as conv
+from spot_sim_bridge.backends.mujoco import MujocoSpot
+from spot_sim_bridge.core.backend import BackendUnavailable, default_joint_pos_array, quat_to_matrix
+from spot_sim_bridge.core.bridge import make_backend
+from spot_sim_bridge.model import load_knee_torque_table
 
 ISAAC = contract.ISAAC_JOINT_ORDER
 G = conv.GRAVITY
@@ -141,7 +142,7 @@ def test_pd_limits_delay_and_validation() -> None:
     pd.set_target(q + 3.0)
     tau = pd.torque(q, np.zeros(12))
     np.testing.assert_allclose(tau[~conv.KNEES], 45.0)
-    np.testing.assert_allclose(tau[conv.KNEES], np.interp(-1.5, *conv.load_knee_torque_table()))
+    np.testing.assert_allclose(tau[conv.KNEES], np.interp(-1.5, *load_knee_torque_table()))
     # Outside the table the knee limit holds its end value.
     np.testing.assert_allclose(pd.effort_limit(np.full(12, -3.5))[conv.KNEES], 37.165077)
 

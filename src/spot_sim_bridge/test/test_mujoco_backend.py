@@ -9,19 +9,16 @@ import mujoco
 import numpy as np
 import pytest
 
-from spot_policy import contract
-from spot_sim_bridge.backend import (
+from spot_policy.core import contract
+from spot_sim_bridge.backends.mujoco import MujocoSpot
+from spot_sim_bridge.core.backend import (
     DEFAULT_JOINT_POS,
     RobotState,
     SimBackend,
     default_joint_pos_array,
     quat_to_matrix,
 )
-from spot_sim_bridge.mujoco_backend import (
-    DEFAULT_MODEL_PATH,
-    KNEE_TORQUE_TABLE_PATH,
-    MujocoSpot,
-)
+from spot_sim_bridge.model import KNEE_TORQUE_TABLE, SPOT_MJCF
 
 GRAVITY = 9.81
 ISAAC = contract.ISAAC_JOINT_ORDER
@@ -33,7 +30,7 @@ YAW_90 = np.array([math.cos(math.pi / 4), 0.0, 0.0, math.sin(math.pi / 4)])
 
 def knee_limit_from_csv(angle: float) -> float:
     """The table read independently of the backend's loader."""
-    with open(KNEE_TORQUE_TABLE_PATH, newline="") as table:
+    with open(KNEE_TORQUE_TABLE, newline="") as table:
         rows = sorted((float(r["knee_angle_rad"]), float(r["max_output_torque_nm"])) for r in csv.DictReader(table))
     angles, torques = zip(*rows, strict=True)
     return float(np.interp(angle, angles, torques))
@@ -53,7 +50,7 @@ def spot() -> MujocoSpot:
 
 
 def test_model_loads_with_contract_joints_limits_and_mass() -> None:
-    model = mujoco.MjModel.from_xml_path(str(DEFAULT_MODEL_PATH))
+    model = mujoco.MjModel.from_xml_path(str(SPOT_MJCF))
     assert model.opt.timestep == pytest.approx(0.002)
     assert model.body_subtreemass[model.body("base_link").id] == pytest.approx(31.6, abs=0.05)
     hinges = [model.joint(j) for j in range(model.njnt) if model.jnt_type[j] == mujoco.mjtJoint.mjJNT_HINGE]

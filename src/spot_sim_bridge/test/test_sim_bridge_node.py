@@ -26,12 +26,13 @@ from rosgraph_msgs.msg import Clock
 from sensor_msgs.msg import Imu, JointState
 from std_srvs.srv import Trigger
 
-from spot_policy import contract
-from spot_policy.onnx_mlp import random_mlp
-from spot_policy.policy_node import PolicyNode
-from spot_sim_bridge.backend import quat_to_matrix
-from spot_sim_bridge.isaac_backend import isaac_unavailable_reason
-from spot_sim_bridge.sim_bridge_node import SimBridgeNode
+from spot_policy.core import contract
+from spot_policy.core.onnx_mlp import random_mlp
+from spot_policy.ros.bringup import find_executable
+from spot_policy.ros.policy_node import PolicyNode
+from spot_sim_bridge.backends.isaac import isaac_unavailable_reason
+from spot_sim_bridge.core.backend import quat_to_matrix
+from spot_sim_bridge.ros.sim_bridge_node import SimBridgeNode
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "spot_policy_node" / "test"))
 from policy_fixtures import make_run
@@ -412,7 +413,8 @@ def test_gui_without_a_display_runs_headless(run: Path, monkeypatch: pytest.Monk
 
 
 def test_executable_with_the_shipped_params_file_and_its_errors(run: Path, ros_domain_id: int) -> None:
-    exe = Path(sys.executable).with_name("sim_bridge")
+    exe = find_executable("spot_sim_bridge", "sim_bridge")
+    assert exe is not None, "run scripts/setup"
     env = dict(os.environ)
 
     def refused(backend: str) -> str:

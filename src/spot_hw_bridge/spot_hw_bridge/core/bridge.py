@@ -38,7 +38,7 @@ from pathlib import Path
 
 import numpy as np
 
-from spot_hw_bridge.conversion import (
+from spot_hw_bridge.core.conversion import (
     CommandMapper,
     Gains,
     StateSample,
@@ -46,8 +46,8 @@ from spot_hw_bridge.conversion import (
     joint_request,
     sample_from_stream,
 )
-from spot_hw_bridge.errors import BridgeError, Credentials, Redactor, describe, explain, install_log_redaction
-from spot_policy.stats import Rolling
+from spot_hw_bridge.core.errors import BridgeError, Credentials, Redactor, describe, explain, install_log_redaction
+from spot_policy.core.stats import Rolling
 
 Event = Callable[[str, str], None]  # (level: "info" | "warn" | "error", message)
 StateSink = Callable[[StateSample, int], None]  # (sample, local stamp ns)
@@ -931,7 +931,7 @@ def _battery_percent(state) -> float | None:
 
 def load_gains(policy: str | Path, logs_root: Path | None = None, policies_dir: Path | None = None) -> Gains:
     """kp/kd (and the default pose) of a policy, given as the policy node takes it. ``PolicyLoadError``."""
-    from spot_policy.loader import load_spec
-    from spot_policy.locate import locate_run
+    from spot_policy.core.loader import load_spec
+    from spot_policy.core.locate import locate_run
 
     return Gains.from_policy_spec(load_spec(locate_run(policy, logs_root, policies_dir)))

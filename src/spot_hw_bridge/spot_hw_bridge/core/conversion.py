@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 from bosdyn.api import robot_command_pb2, robot_state_pb2
 
-from spot_policy import contract
+from spot_policy.core import contract
 
 GRAVITY = 9.81
 #: Leg joints in the Spot SDK's order, with this project's names (``fl_hx``).
@@ -178,48 +178,13 @@ class CommandMapper:
     """
 
     def __init__(self) -> None:
-        self._layouts: dict[tuple[str, ...], np.ndarray | str] = {}
+        self._layout = contract.JointLayout(SDK_ORDER)
         lower, upper = zip(*(contract.joint_limits(j) for j in SDK_ORDER), strict=True)
         self.lower, self.upper = np.array(lower), np.array(upper)
 
     def positions(self, names: Sequence[str], positions: Sequence[float]) -> np.ndarray:
         """Targets in SDK order, clipped to the joint limits. ``ValueError`` says why a message is unusable."""
-        layout = self._layout(tuple(names))
-        if isinstance(layout, str):
-            raise ValueError(layout)
-        if len(positions) != len(names):
-            raise ValueError(f"{len(names)} names but {len(positions)} positions")
-        targets = np.asarray(positions, dtype=np.float64)[layout]
-        if not np.all(np.isfinite(targets)):
-            bad = [SDK_ORDER[i] for i in np.flatnonzero(~np.isfinite(targets))]
-            raise ValueError(f"non-finite position for {', '.join(bad)}")
-        return np.clip(targets, self.lower, self.upper)
-
-    def _layout(self, names: tuple[str, ...]) -> np.ndarray | str:
-        cached = self._layouts.get(names)
-        if cached is not None:
-            return cached
-        where: dict[str, int] = {}
-        twice: list[str] = []
-        for i, name in enumerate(names):
-            joint = contract.canonical_joint_name(name)
-            if joint is None:
-                continue
-            if joint in where:
-                twice.append(joint)
-            where[joint] = i
-        missing = [j for j in SDK_ORDER if j not in where]
-        result: np.ndarray | str
-        if missing:
-            result = f"missing joints {', '.join(missing)}"
-        elif twice:
-            result = f"joints given twice: {', '.join(twice)}"
-        else:
-            result = np.array([where[j] for j in SDK_ORDER], dtype=np.intp)
-        if len(self._layouts) > 32:
-            self._layouts.clear()
-        self._layouts[names] = result
-        return result
+        return np.clip(self._layout.take(names, positions), self.lower, self.upper)
 
 
 @dataclass(frozen=True)
@@ -233,7 +198,7 @@ class Gains:
 
     @classmethod
     def from_policy_spec(cls, spec) -> Gains:
-        """From a :class:`spot_policy.policy_spec.PolicySpec` (its joint order, mapped by name)."""
+        """From a :class:`spot_policy.core.policy_spec.PolicySpec` (its joint order, mapped by name)."""
         order = contract.index_map(tuple(spec.joint_names), SDK_ORDER)
         return cls(
             kp=np.asarray(spec.stiffness, dtype=np.float64)[order],

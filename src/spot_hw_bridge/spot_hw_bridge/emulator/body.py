@@ -29,7 +29,7 @@ from enum import Enum
 
 import numpy as np
 
-from spot_policy import contract
+from spot_policy.core import contract
 
 ISAAC = contract.ISAAC_JOINT_ORDER
 SDK = contract.SDK_JOINT_ORDER
@@ -116,7 +116,7 @@ class RobotBody:
     """Spot's body and controllers; every method is thread-safe (one lock, held per physics step)."""
 
     def __init__(self, robot_clock_ns: Callable[[], int], state_rate_hz: float = 333.0, physics_dt: float = 0.002):
-        from spot_sim_bridge.mujoco_backend import MujocoSpot
+        from spot_sim_bridge.backends.mujoco import MujocoSpot
 
         self.clock_ns = robot_clock_ns
         self.backend = MujocoSpot(physics_dt=physics_dt)
@@ -297,7 +297,7 @@ class RobotBody:
 
     # ------------------------------------------------------------------ physics thread
     def _run(self) -> None:
-        from spot_sim_bridge.bridge_core import RealtimePacer
+        from spot_sim_bridge.core.bridge import RealtimePacer
 
         pacer = RealtimePacer(self.physics_dt)
         while not self._stop.is_set():

@@ -30,7 +30,7 @@ from concurrent import futures
 from dataclasses import dataclass
 from pathlib import Path
 
-from spot_policy.realtime_gc import freeze_startup_heap
+from spot_policy.core.realtime_gc import freeze_startup_heap
 
 FAULTS = ("wrong_password", "no_licence", "estop", "lease_taken", "state_stall", "latency", "no_time_sync")
 
@@ -261,7 +261,7 @@ def _when(text: str) -> tuple[str, float]:
 
 def main(args: argparse.Namespace) -> int:
     """``spot-policy emulator``: serve until Ctrl-C (or ``--seconds``), injecting the faults on schedule."""
-    from spot_hw_bridge.errors import ENV_PASSWORD, ENV_USERNAME
+    from spot_hw_bridge.core.errors import ENV_PASSWORD, ENV_USERNAME
 
     username, password = os.environ.get(ENV_USERNAME, ""), os.environ.get(ENV_PASSWORD, "")
     if not username or not password:

@@ -17,6 +17,7 @@ a lease nobody used for 3 s is stale and can be acquired by another client.
 from __future__ import annotations
 
 import ctypes
+import functools
 import secrets
 import threading
 import time
@@ -127,13 +128,13 @@ class Services:
     def now(self) -> int:
         return self.emu.robot_now_ns()
 
-    def header(self, response, request, received_ns: int, code: int = header_pb2.CommonError.CODE_OK, message=""):
+    def header(self, response, request, received_ns: int):
+        """The common response header: the request's header echoed (never the request: it may hold
+        a password), receive and response times, no error."""
         response.header.request_header.CopyFrom(request.header)
         set_ns(response.header.request_received_timestamp, received_ns)
         set_ns(response.header.response_timestamp, self.now())
-        response.header.error.code = code
-        if message:
-            response.header.error.message = message
+        response.header.error.code = header_pb2.CommonError.CODE_OK
         return response
 
     def end_joint_streams(self, status: str, message: str) -> None:
@@ -196,13 +197,36 @@ class Services:
         license_service_pb2_grpc.add_LicenseServiceServicer_to_server(_License(self), server)
 
 
-class _Auth(auth_service_pb2_grpc.AuthServiceServicer):
+class _Part:
+    """A servicer of the emulator: its state is the shared :class:`Services`."""
+
     def __init__(self, s: Services) -> None:
         self.s = s
 
-    def GetAuthToken(self, request, context):
-        received = self.s.now()
-        response = auth_pb2.GetAuthTokenResponse()
+
+def unary(response_type: type) -> Callable:
+    """A unary RPC whose body fills a fresh ``response_type``; the header is the common one.
+
+    The receive time is in the response header before the body runs (time sync reads it).
+    """
+
+    def wrap(body: Callable) -> Callable:
+        @functools.wraps(body)
+        def method(self: _Part, request, context):
+            received = self.s.now()
+            response = response_type()
+            set_ns(response.header.request_received_timestamp, received)
+            body(self, request, response)
+            return self.s.header(response, request, received)
+
+        return method
+
+    return wrap
+
+
+class _Auth(_Part, auth_service_pb2_grpc.AuthServiceServicer):
+    @unary(auth_pb2.GetAuthTokenResponse)
+    def GetAuthToken(self, request, response):
         if request.token:
             ok = request.token in self.s.tokens
             response.status = (
@@ -218,73 +242,51 @@ class _Auth(auth_service_pb2_grpc.AuthServiceServicer):
             with self.s.lock:
                 self.s.tokens.add(token)
             response.token = token
-        # The request (with the password) is never echoed: only its header.
-        response.header.request_header.CopyFrom(request.header)
-        set_ns(response.header.request_received_timestamp, received)
-        set_ns(response.header.response_timestamp, self.s.now())
-        response.header.error.code = header_pb2.CommonError.CODE_OK
-        return response
 
 
-class _RobotId(robot_id_service_pb2_grpc.RobotIdServiceServicer):
-    def __init__(self, s: Services) -> None:
-        self.s = s
-
-    def GetRobotId(self, request, context):
-        received = self.s.now()
-        response = robot_id_pb2.RobotIdResponse()
+class _RobotId(_Part, robot_id_service_pb2_grpc.RobotIdServiceServicer):
+    @unary(robot_id_pb2.RobotIdResponse)
+    def GetRobotId(self, request, response):
         rid = response.robot_id
         rid.serial_number, rid.species, rid.version, rid.nickname = "EMU-0001", "spot", "V3", "spot-emulator"
         rid.computer_serial_number = "EMU-0001-CPU"
         version = rid.software_release.version
         version.major_version, version.minor_version, version.patch_level = 5, 2, 0
         rid.software_release.name = "spot_policy Spot API emulator"
-        return self.s.header(response, request, received)
 
 
-class _Directory(directory_service_pb2_grpc.DirectoryServiceServicer):
-    def __init__(self, s: Services) -> None:
-        self.s = s
-
+class _Directory(_Part, directory_service_pb2_grpc.DirectoryServiceServicer):
     @staticmethod
     def _entry(entry, name: str, kind: str) -> None:
         entry.name, entry.type, entry.authority = name, kind, authority(name)
         entry.user_token_required = name not in ("auth", "robot-id")
 
-    def ListServiceEntries(self, request, context):
-        received = self.s.now()
-        response = directory_pb2.ListServiceEntriesResponse()
+    @unary(directory_pb2.ListServiceEntriesResponse)
+    def ListServiceEntries(self, request, response):
         for name, kind in SERVICES:
             self._entry(response.service_entries.add(), name, kind)
-        return self.s.header(response, request, received)
 
-    def GetServiceEntry(self, request, context):
-        received = self.s.now()
-        response = directory_pb2.GetServiceEntryResponse()
+    @unary(directory_pb2.GetServiceEntryResponse)
+    def GetServiceEntry(self, request, response):
         kinds = dict(SERVICES)
         if request.service_name in kinds:
             response.status = directory_pb2.GetServiceEntryResponse.STATUS_OK
             self._entry(response.service_entry, request.service_name, kinds[request.service_name])
         else:
             response.status = directory_pb2.GetServiceEntryResponse.STATUS_NONEXISTENT_SERVICE
-        return self.s.header(response, request, received)
 
 
-class _TimeSync(time_sync_service_pb2_grpc.TimeSyncServiceServicer):
+class _TimeSync(_Part, time_sync_service_pb2_grpc.TimeSyncServiceServicer):
     """NTP-style: the client sends its previous round trip; three samples give an estimate."""
 
     SAMPLES = 3
 
-    def __init__(self, s: Services) -> None:
-        self.s = s
-
-    def TimeSyncUpdate(self, request, context):
-        received = self.s.now()
-        response = time_sync_pb2.TimeSyncUpdateResponse()
+    @unary(time_sync_pb2.TimeSyncUpdateResponse)
+    def TimeSyncUpdate(self, request, response):
         response.clock_identifier = self.s.clock_id
         if self.s.emu.faults.no_time_sync:
             response.state.status = time_sync_pb2.TimeSyncState.STATUS_SERVICE_NOT_READY
-            return self.s.header(response, request, received)
+            return
         client = request.clock_identifier or ""
         samples = self.s.time_sync_samples.setdefault(client, [])
         rt = request.previous_round_trip
@@ -301,10 +303,9 @@ class _TimeSync(time_sync_service_pb2_grpc.TimeSyncServiceServicer):
             estimate.round_trip_time.seconds, estimate.round_trip_time.nanos = divmod(max(0, int(rtt)), 1_000_000_000)
             estimate.clock_skew.seconds, estimate.clock_skew.nanos = _duration_parts(int(skew))
             response.state.status = time_sync_pb2.TimeSyncState.STATUS_OK
-            set_ns(response.state.measurement_time, received)
+            response.state.measurement_time.CopyFrom(response.header.request_received_timestamp)
         else:
             response.state.status = time_sync_pb2.TimeSyncState.STATUS_MORE_SAMPLES_NEEDED
-        return self.s.header(response, request, received)
 
 
 def _duration_parts(ns: int) -> tuple[int, int]:
@@ -313,23 +314,33 @@ def _duration_parts(ns: int) -> tuple[int, int]:
     return seconds, int(ns - seconds * 1_000_000_000)
 
 
-class _Estop(estop_service_pb2_grpc.EstopServiceServicer):
-    def __init__(self, s: Services) -> None:
-        self.s = s
+class _Estop(_Part, estop_service_pb2_grpc.EstopServiceServicer):
+    def _add_endpoint(self, endpoint) -> estop_pb2.EstopEndpoint:
+        """Register an endpoint under a new unique id; it stops the robot until its first check-in."""
+        proto = estop_pb2.EstopEndpoint()
+        proto.CopyFrom(endpoint)
+        proto.unique_id = str(self.s._estop_next)
+        self.s._estop_next += 1
+        self.s.estop_endpoints[proto.unique_id] = {
+            "proto": proto,
+            "challenge": secrets.randbits(63),
+            "level": estop_pb2.ESTOP_LEVEL_CUT,
+            "last_ok": None,
+        }
+        return proto
 
     def _config(self, out) -> None:
         out.unique_id = self.s.estop_config_id
         for entry in self.s.estop_endpoints.values():
             out.endpoints.add().CopyFrom(entry["proto"])
 
-    def RegisterEstopEndpoint(self, request, context):
-        received = self.s.now()
-        response = estop_pb2.RegisterEstopEndpointResponse()
+    @unary(estop_pb2.RegisterEstopEndpointResponse)
+    def RegisterEstopEndpoint(self, request, response):
         response.request.CopyFrom(request)
         with self.s.lock:
             if request.target_config_id != self.s.estop_config_id:
                 response.status = estop_pb2.RegisterEstopEndpointResponse.STATUS_CONFIG_MISMATCH
-                return self.s.header(response, request, received)
+                return
             # The new endpoint takes the slot of the target: by unique id, else the first of its role.
             target = request.target_endpoint
             slot = target.unique_id if target.unique_id in self.s.estop_endpoints else None
@@ -337,23 +348,11 @@ class _Estop(estop_service_pb2_grpc.EstopServiceServicer):
                 slot = next((k for k, e in self.s.estop_endpoints.items() if e["proto"].role == target.role), None)
             if slot is not None:
                 del self.s.estop_endpoints[slot]
-            proto = estop_pb2.EstopEndpoint()
-            proto.CopyFrom(request.new_endpoint)
-            proto.unique_id = str(self.s._estop_next)
-            self.s._estop_next += 1
-            self.s.estop_endpoints[proto.unique_id] = {
-                "proto": proto,
-                "challenge": secrets.randbits(63),
-                "level": estop_pb2.ESTOP_LEVEL_CUT,
-                "last_ok": None,
-            }
-            response.new_endpoint.CopyFrom(proto)
+            response.new_endpoint.CopyFrom(self._add_endpoint(request.new_endpoint))
             response.status = estop_pb2.RegisterEstopEndpointResponse.STATUS_SUCCESS
-        return self.s.header(response, request, received)
 
-    def DeregisterEstopEndpoint(self, request, context):
-        received = self.s.now()
-        response = estop_pb2.DeregisterEstopEndpointResponse()
+    @unary(estop_pb2.DeregisterEstopEndpointResponse)
+    def DeregisterEstopEndpoint(self, request, response):
         response.request.CopyFrom(request)
         with self.s.lock:
             if self.s.body.motor_power_on:
@@ -362,19 +361,15 @@ class _Estop(estop_service_pb2_grpc.EstopServiceServicer):
                 response.status = estop_pb2.DeregisterEstopEndpointResponse.STATUS_ENDPOINT_MISMATCH
             else:
                 response.status = estop_pb2.DeregisterEstopEndpointResponse.STATUS_SUCCESS
-        return self.s.header(response, request, received)
 
-    def GetEstopConfig(self, request, context):
-        received = self.s.now()
-        response = estop_pb2.GetEstopConfigResponse()
+    @unary(estop_pb2.GetEstopConfigResponse)
+    def GetEstopConfig(self, request, response):
         response.request.CopyFrom(request)
         with self.s.lock:
             self._config(response.active_config)
-        return self.s.header(response, request, received)
 
-    def SetEstopConfig(self, request, context):
-        received = self.s.now()
-        response = estop_pb2.SetEstopConfigResponse()
+    @unary(estop_pb2.SetEstopConfigResponse)
+    def SetEstopConfig(self, request, response):
         response.request.CopyFrom(request)
         with self.s.lock:
             if request.target_config_id != self.s.estop_config_id:
@@ -387,23 +382,12 @@ class _Estop(estop_service_pb2_grpc.EstopServiceServicer):
                 self.s.estop_endpoints = {}
                 self.s.estop_config_id = str(int(self.s.estop_config_id) + 1)
                 for endpoint in request.config.endpoints:
-                    proto = estop_pb2.EstopEndpoint()
-                    proto.CopyFrom(endpoint)
-                    proto.unique_id = str(self.s._estop_next)
-                    self.s._estop_next += 1
-                    self.s.estop_endpoints[proto.unique_id] = {
-                        "proto": proto,
-                        "challenge": secrets.randbits(63),
-                        "level": estop_pb2.ESTOP_LEVEL_CUT,
-                        "last_ok": None,
-                    }
+                    self._add_endpoint(endpoint)
                 response.status = estop_pb2.SetEstopConfigResponse.STATUS_SUCCESS
             self._config(response.active_config)
-        return self.s.header(response, request, received)
 
-    def GetEstopSystemStatus(self, request, context):
-        received = self.s.now()
-        response = estop_pb2.GetEstopSystemStatusResponse()
+    @unary(estop_pb2.GetEstopSystemStatusResponse)
+    def GetEstopSystemStatus(self, request, response):
         with self.s.lock:
             status = response.status
             for entry in self.s.estop_endpoints.values():
@@ -415,17 +399,15 @@ class _Estop(estop_service_pb2_grpc.EstopServiceServicer):
                 item.endpoint.name, item.endpoint.role = "hardware E-Stop (injected)", "PDB_rooted"
                 item.stop_level = estop_pb2.ESTOP_LEVEL_CUT
             status.stop_level = self.s.estop_level()
-        return self.s.header(response, request, received)
 
-    def EstopCheckIn(self, request, context):
-        received = self.s.now()
-        response = estop_pb2.EstopCheckInResponse()
+    @unary(estop_pb2.EstopCheckInResponse)
+    def EstopCheckIn(self, request, response):
         response.request.CopyFrom(request)
         with self.s.lock:
             entry = self.s.estop_endpoints.get(request.endpoint.unique_id)
             if entry is None:
                 response.status = estop_pb2.EstopCheckInResponse.STATUS_ENDPOINT_UNKNOWN
-                return self.s.header(response, request, received)
+                return
             expected = ctypes.c_ulonglong(~entry["challenge"]).value
             if request.challenge == entry["challenge"] and request.response == expected:
                 entry["level"] = request.stop_level
@@ -436,13 +418,9 @@ class _Estop(estop_service_pb2_grpc.EstopServiceServicer):
             entry["challenge"] = secrets.randbits(63)
             response.challenge = entry["challenge"]
         self.s.estop_tick()
-        return self.s.header(response, request, received)
 
 
-class _Lease(lease_service_pb2_grpc.LeaseServiceServicer):
-    def __init__(self, s: Services) -> None:
-        self.s = s
-
+class _Lease(_Part, lease_service_pb2_grpc.LeaseServiceServicer):
     def _grant(self, client: str) -> Lease:
         s = self.s
         s.lease_counter += 1
@@ -457,9 +435,8 @@ class _Lease(lease_service_pb2_grpc.LeaseServiceServicer):
             return False  # the injected owner keeps its lease alive, as the tablet does
         return time.monotonic() - self.s.lease_last_use > LEASE_STALE_S
 
-    def AcquireLease(self, request, context):
-        received = self.s.now()
-        response = lease_pb2.AcquireLeaseResponse()
+    @unary(lease_pb2.AcquireLeaseResponse)
+    def AcquireLease(self, request, response):
         with self.s.lock:
             if request.resource != LEASE_RESOURCE:
                 response.status = lease_pb2.AcquireLeaseResponse.STATUS_INVALID_RESOURCE
@@ -471,21 +448,17 @@ class _Lease(lease_service_pb2_grpc.LeaseServiceServicer):
                 response.status = lease_pb2.AcquireLeaseResponse.STATUS_OK
                 response.lease.CopyFrom(lease.lease_proto)
                 response.lease_owner.client_name = self.s.lease_owner
-        return self.s.header(response, request, received)
 
-    def TakeLease(self, request, context):
-        received = self.s.now()
-        response = lease_pb2.TakeLeaseResponse()
+    @unary(lease_pb2.TakeLeaseResponse)
+    def TakeLease(self, request, response):
         with self.s.lock:
             self.s.emu.take_lease(request.header.client_name or "client")
             response.status = lease_pb2.TakeLeaseResponse.STATUS_OK
             response.lease.CopyFrom(self.s.lease.lease_proto)
             response.lease_owner.client_name = self.s.lease_owner
-        return self.s.header(response, request, received)
 
-    def ReturnLease(self, request, context):
-        received = self.s.now()
-        response = lease_pb2.ReturnLeaseResponse()
+    @unary(lease_pb2.ReturnLeaseResponse)
+    def ReturnLease(self, request, response):
         with self.s.lock:
             result = self.s.lease_check(request.lease) if self.s.lease is not None else None
             if result is not None and result.status == lease_pb2.LeaseUseResult.STATUS_OK:
@@ -494,13 +467,11 @@ class _Lease(lease_service_pb2_grpc.LeaseServiceServicer):
                 response.status = lease_pb2.ReturnLeaseResponse.STATUS_OK
             else:
                 response.status = lease_pb2.ReturnLeaseResponse.STATUS_NOT_ACTIVE_LEASE
-        return self.s.header(response, request, received)
 
-    def RetainLease(self, request, context):
+    @unary(lease_pb2.RetainLeaseResponse)
+    def RetainLease(self, request, response):
         """Liveness only: any lease of the active lease's root (a sublease the client made for an
         earlier command, overtaken in flight by a newer one) keeps it alive."""
-        received = self.s.now()
-        response = lease_pb2.RetainLeaseResponse()
         with self.s.lock:
             active = self.s.lease
             incoming = request.lease
@@ -519,11 +490,9 @@ class _Lease(lease_service_pb2_grpc.LeaseServiceServicer):
                 self.s.lease_last_use = time.monotonic()
             else:
                 response.lease_use_result.CopyFrom(self.s.lease_check(incoming))
-        return self.s.header(response, request, received)
 
-    def ListLeases(self, request, context):
-        received = self.s.now()
-        response = lease_pb2.ListLeasesResponse()
+    @unary(lease_pb2.ListLeasesResponse)
+    def ListLeases(self, request, response):
         with self.s.lock:
             item = response.resources.add()
             item.resource = LEASE_RESOURCE
@@ -531,21 +500,16 @@ class _Lease(lease_service_pb2_grpc.LeaseServiceServicer):
                 item.lease.CopyFrom(self.s.lease.lease_proto)
                 item.lease_owner.client_name = self.s.lease_owner
                 item.is_stale = self._stale()
-        return self.s.header(response, request, received)
 
 
-class _Power(power_service_pb2_grpc.PowerServiceServicer):
-    def __init__(self, s: Services) -> None:
-        self.s = s
-
-    def PowerCommand(self, request, context):
-        received = self.s.now()
-        response = power_pb2.PowerCommandResponse()
+class _Power(_Part, power_service_pb2_grpc.PowerServiceServicer):
+    @unary(power_pb2.PowerCommandResponse)
+    def PowerCommand(self, request, response):
         result = self.s.lease_check(request.lease)
         response.lease_use_result.CopyFrom(result)
         if result.status != lease_pb2.LeaseUseResult.STATUS_OK:
             response.status = power_pb2.STATUS_UNKNOWN
-            return self.s.header(response, request, received)
+            return
         body = self.s.body
         if request.request in (
             power_pb2.PowerCommandRequest.REQUEST_ON_MOTORS,
@@ -553,7 +517,7 @@ class _Power(power_service_pb2_grpc.PowerServiceServicer):
         ):
             if self.s.estop_level() != estop_pb2.ESTOP_LEVEL_NONE:
                 response.status = power_pb2.STATUS_ESTOPPED
-                return self.s.header(response, request, received)
+                return
             body.power_on()
             kind = "on"
         elif request.request in (
@@ -564,18 +528,16 @@ class _Power(power_service_pb2_grpc.PowerServiceServicer):
             kind = "off"
         else:
             response.status = power_pb2.STATUS_INTERNAL_ERROR
-            return self.s.header(response, request, received)
+            return
         with self.s.lock:
             command_id = self.s._power_next
             self.s._power_next += 1
             self.s.power_commands[command_id] = kind
         response.power_command_id = command_id
         response.status = power_pb2.STATUS_IN_PROGRESS if kind == "on" else power_pb2.STATUS_SUCCESS
-        return self.s.header(response, request, received)
 
-    def PowerCommandFeedback(self, request, context):
-        received = self.s.now()
-        response = power_pb2.PowerCommandFeedbackResponse()
+    @unary(power_pb2.PowerCommandFeedbackResponse)
+    def PowerCommandFeedback(self, request, response):
         kind = self.s.power_commands.get(request.power_command_id)
         body = self.s.body
         if kind == "on":
@@ -589,7 +551,6 @@ class _Power(power_service_pb2_grpc.PowerServiceServicer):
             response.status = power_pb2.STATUS_SUCCESS
         else:
             response.status = power_pb2.STATUS_INTERNAL_ERROR
-        return self.s.header(response, request, received)
 
 
 def _newest_due(snaps, now: float, sent: int) -> tuple[Snapshot | None, Snapshot | None]:
@@ -638,13 +599,9 @@ def _velocity(out, snap: Snapshot) -> None:
     out.angular.x, out.angular.y, out.angular.z = (float(v) for v in snap.ang_vel_odom)
 
 
-class _RobotState(robot_state_service_pb2_grpc.RobotStateServiceServicer):
-    def __init__(self, s: Services) -> None:
-        self.s = s
-
-    def GetRobotState(self, request, context):
-        received = self.s.now()
-        response = robot_state_pb2.RobotStateResponse()
+class _RobotState(_Part, robot_state_service_pb2_grpc.RobotStateServiceServicer):
+    @unary(robot_state_pb2.RobotStateResponse)
+    def GetRobotState(self, request, response):
         state = response.robot_state
         snap = self.s.body.snapshot
         emu = self.s.emu
@@ -697,14 +654,10 @@ class _RobotState(robot_state_service_pb2_grpc.RobotStateServiceServicer):
             joint.load.value = float(snap.tau[isaac])
         _velocity(kin.velocity_of_body_in_odom, snap)
         _velocity(kin.velocity_of_body_in_vision, snap)
-        return self.s.header(response, request, received)
 
 
-class _StateStream(robot_state_service_pb2_grpc.RobotStateStreamingServiceServicer):
+class _StateStream(_Part, robot_state_service_pb2_grpc.RobotStateStreamingServiceServicer):
     """~333 Hz state messages, each sent once, after the added latency; nothing while stalled."""
-
-    def __init__(self, s: Services) -> None:
-        self.s = s
 
     def GetRobotStateStream(self, request, context):
         """The newest due sample each time: a reader that falls behind skips samples, as a robot's
@@ -773,10 +726,7 @@ class _StateStream(robot_state_service_pb2_grpc.RobotStateStreamingServiceServic
         return msg
 
 
-class _RobotCommand(robot_command_service_pb2_grpc.RobotCommandServiceServicer):
-    def __init__(self, s: Services) -> None:
-        self.s = s
-
+class _RobotCommand(_Part, robot_command_service_pb2_grpc.RobotCommandServiceServicer):
     @staticmethod
     def _kind(command) -> str | None:
         if command.HasField("full_body_command"):
@@ -797,14 +747,13 @@ class _RobotCommand(robot_command_service_pb2_grpc.RobotCommandServiceServicer):
                 return "sit"
         return None
 
-    def RobotCommand(self, request, context):
-        received = self.s.now()
-        response = robot_command_pb2.RobotCommandResponse()
+    @unary(robot_command_pb2.RobotCommandResponse)
+    def RobotCommand(self, request, response):
         result = self.s.lease_check(request.lease)
         response.lease_use_result.CopyFrom(result)
         if result.status != lease_pb2.LeaseUseResult.STATUS_OK:
             response.status = robot_command_pb2.RobotCommandResponse.STATUS_UNKNOWN
-            return self.s.header(response, request, received)
+            return
         kind = self._kind(request.command)
         status = robot_command_pb2.RobotCommandResponse
         if kind is None:
@@ -820,11 +769,9 @@ class _RobotCommand(robot_command_service_pb2_grpc.RobotCommandServiceServicer):
         else:
             response.robot_command_id = self.s.body.command(kind)
             response.status = status.STATUS_OK
-        return self.s.header(response, request, received)
 
-    def RobotCommandFeedback(self, request, context):
-        received = self.s.now()
-        response = robot_command_pb2.RobotCommandFeedbackResponse()
+    @unary(robot_command_pb2.RobotCommandFeedbackResponse)
+    def RobotCommandFeedback(self, request, response):
         command_id = request.robot_command_id or self.s.body.current_command
         record = self.s.body.commands.get(command_id)
         overall, specific = self.s.body.feedback(command_id)
@@ -846,21 +793,15 @@ class _RobotCommand(robot_command_service_pb2_grpc.RobotCommandServiceServicer):
                 elif record.kind == "joint":
                     full.joint_feedback.status = _enum(basic_command_pb2.JointCommand.Feedback.Status, specific)
                     full.joint_feedback.num_messages_received = self.s.body.counters["joint_commands"]
-        return self.s.header(response, request, received)
 
-    def ClearBehaviorFault(self, request, context):
-        received = self.s.now()
-        response = robot_command_pb2.ClearBehaviorFaultResponse()
+    @unary(robot_command_pb2.ClearBehaviorFaultResponse)
+    def ClearBehaviorFault(self, request, response):
         response.lease_use_result.CopyFrom(self.s.lease_check(request.lease))
         response.status = robot_command_pb2.ClearBehaviorFaultResponse.STATUS_CLEARED
-        return self.s.header(response, request, received)
 
 
-class _CommandStream(robot_command_service_pb2_grpc.RobotCommandStreamingServiceServicer):
+class _CommandStream(_Part, robot_command_service_pb2_grpc.RobotCommandStreamingServiceServicer):
     """Joint commands, each applied after the added latency; the robot may end the stream first."""
-
-    def __init__(self, s: Services) -> None:
-        self.s = s
 
     def JointControlStream(self, request_iterator, context):
         s, body = self.s, self.s.body
@@ -920,30 +861,23 @@ class _CommandStream(robot_command_service_pb2_grpc.RobotCommandStreamingService
         s.body.joint_command(q, kp, kd, stamp_ns(cmd.end_time), cmd.user_command_key, delay_ns)
 
 
-class _License(license_service_pb2_grpc.LicenseServiceServicer):
-    def __init__(self, s: Services) -> None:
-        self.s = s
-
+class _License(_Part, license_service_pb2_grpc.LicenseServiceServicer):
     def _features(self) -> list[str]:
         base = ["basic_mobility", "api_access"]
         return base if self.s.emu.faults.no_licence else [*base, JOINT_FEATURE]
 
-    def GetLicenseInfo(self, request, context):
-        received = self.s.now()
-        response = license_pb2.GetLicenseInfoResponse()
+    @unary(license_pb2.GetLicenseInfoResponse)
+    def GetLicenseInfo(self, request, response):
         info = response.license
         info.status = license_pb2.LicenseInfo.STATUS_VALID
         info.id, info.robot_serial = "emulator-licence", "EMU-0001"
         info.licensed_features.extend(self._features())
-        return self.s.header(response, request, received)
 
-    def GetFeatureEnabled(self, request, context):
-        received = self.s.now()
-        response = license_pb2.GetFeatureEnabledResponse()
+    @unary(license_pb2.GetFeatureEnabledResponse)
+    def GetFeatureEnabled(self, request, response):
         have = set(self._features())
         for code in request.feature_codes:
             response.feature_enabled[code] = code in have
-        return self.s.header(response, request, received)
 
 
 class Gatekeeper(grpc.ServerInterceptor):

@@ -1,6 +1,6 @@
 """``ros2 run spot_hw_bridge hw_bridge``: a real Spot behind the topic contract of DESIGN.md.
 
-A thin adapter around :class:`spot_hw_bridge.hw_core.HwBridge`: parameters, QoS, publishing and
+A thin adapter around :class:`spot_hw_bridge.core.bridge.HwBridge`: parameters, QoS, publishing and
 diagnostics here; the start-up sequence, command streaming and every safety rule in the core.
 Same topics, types, frames and QoS as the sim bridge (``joint_states``, ``imu/data``, ``odom``
 published best-effort as sensor data; ``joint_command`` subscribed reliable), stamped with the
@@ -25,27 +25,21 @@ from typing import Any
 
 import rclpy
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
-from rcl_interfaces.msg import ParameterDescriptor
 from rclpy.clock import Clock, ClockType
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
-from rclpy.qos import QoSProfile, ReliabilityPolicy
 
-from spot_hw_bridge.conversion import StateSample
-from spot_hw_bridge.errors import ENV_HOSTNAME, BridgeError, Credentials
-from spot_hw_bridge.hw_core import CommandLoss, HwBridge, HwBridgeConfig, Phase, load_gains
-from spot_policy import contract, paths, qos_events
-from spot_policy.errors import PolicyLoadError
-from spot_policy.state_publisher import StatePublisher, subscribe_joint_command
+from spot_hw_bridge.core.bridge import CommandLoss, HwBridge, HwBridgeConfig, Phase, load_gains
+from spot_hw_bridge.core.conversion import StateSample
+from spot_hw_bridge.core.errors import ENV_HOSTNAME, BridgeError, Credentials
+from spot_policy.core import contract, paths
+from spot_policy.core.errors import PolicyLoadError
+from spot_policy.ros import qos_events
+from spot_policy.ros.node_parts import log_event, read_only
+from spot_policy.ros.state_publisher import StatePublisher, subscribe_joint_command
 
 NODE_NAME = "hw_bridge"
-#: Matches the policy node's reliable publisher (and the sim bridge's subscription).
-COMMAND_QOS = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
 SWITCH_INTERVAL_S = 0.0005
-
-
-def _read_only(description: str) -> ParameterDescriptor:
-    return ParameterDescriptor(description=description, read_only=True)
 
 
 class HwBridgeNode(Node):
@@ -56,22 +50,22 @@ class HwBridgeNode(Node):
         declared = self.declare_parameters(
             "",
             [
-                ("hostname", "", _read_only(f"robot address; empty: ${ENV_HOSTNAME}")),
-                ("port", 443, _read_only("robot API port (443 on Spot; the emulator prints its own)")),
-                ("ca_cert", "", _read_only("robot CA certificate (PEM); empty: the SDK's Boston Dynamics CA")),
-                ("policy", "spot_flat_mjx", _read_only("policy whose kp/kd to stream (the policy node's value)")),
-                ("logs_root", "", _read_only("folder of Isaac Lab runs, for policy 'latest'")),
-                ("command_ttl_s", 0.1, _read_only("end_time of each command: robot clock now + this")),
-                ("command_timeout_s", 0.1, _read_only("joint_command older than this -> on_command_loss")),
-                ("on_command_loss", "stand", _read_only("stand or power_off (also at shutdown)")),
-                ("own_estop", False, _read_only("register and keep alive an E-Stop endpoint of our own")),
-                ("estop_timeout_s", 9.0, _read_only("own E-Stop endpoint: robot cuts power after this silence")),
-                ("state_timeout_s", 0.1, _read_only("no robot state for this long -> safe behaviour")),
-                ("max_latency_s", 0.05, _read_only("state older than this on arrival -> safe behaviour")),
-                ("time_sync_timeout_s", 5.0, _read_only("time to establish time sync at start-up")),
-                ("connect_timeout_s", 10.0, _read_only("RPC timeout of the start-up calls")),
-                ("min_battery_percent", 10.0, _read_only("refuse to start below this charge")),
-                ("diagnostics_period_s", 1.0, _read_only("diagnostics period (wall clock)")),
+                ("hostname", "", read_only(f"robot address; empty: ${ENV_HOSTNAME}")),
+                ("port", 443, read_only("robot API port (443 on Spot; the emulator prints its own)")),
+                ("ca_cert", "", read_only("robot CA certificate (PEM); empty: the SDK's Boston Dynamics CA")),
+                ("policy", "spot_flat_mjx", read_only("policy whose kp/kd to stream (the policy node's value)")),
+                ("logs_root", "", read_only("folder of Isaac Lab runs, for policy 'latest'")),
+                ("command_ttl_s", 0.1, read_only("end_time of each command: robot clock now + this")),
+                ("command_timeout_s", 0.1, read_only("joint_command older than this -> on_command_loss")),
+                ("on_command_loss", "stand", read_only("stand or power_off (also at shutdown)")),
+                ("own_estop", False, read_only("register and keep alive an E-Stop endpoint of our own")),
+                ("estop_timeout_s", 9.0, read_only("own E-Stop endpoint: robot cuts power after this silence")),
+                ("state_timeout_s", 0.1, read_only("no robot state for this long -> safe behaviour")),
+                ("max_latency_s", 0.05, read_only("state older than this on arrival -> safe behaviour")),
+                ("time_sync_timeout_s", 5.0, read_only("time to establish time sync at start-up")),
+                ("connect_timeout_s", 10.0, read_only("RPC timeout of the start-up calls")),
+                ("min_battery_percent", 10.0, read_only("refuse to start below this charge")),
+                ("diagnostics_period_s", 1.0, read_only("diagnostics period (wall clock)")),
             ],
         )
         p = {param.name: param.value for param in declared}
@@ -103,7 +97,7 @@ class HwBridgeNode(Node):
         self.diag_pub = self.create_publisher(
             DiagnosticArray, contract.TOPIC_DIAGNOSTICS, 10, event_callbacks=qos_events.internal_publisher()
         )
-        subscribe_joint_command(self, COMMAND_QOS, lambda names, positions: self.core.command(names, positions))
+        subscribe_joint_command(self, lambda names, positions: self.core.command(names, positions))
         self._diag_at = (time.monotonic(), 0, 0)
 
         self.core = HwBridge(config, gains, credentials, self._publish_state, self._on_event)
@@ -161,14 +155,7 @@ class HwBridgeNode(Node):
         )
 
     def _on_event(self, level: str, message: str) -> None:
-        # rclpy binds one severity to each call site, hence three calls.
-        log = self.get_logger()
-        if level == "error":
-            log.error(message)
-        elif level == "warn":
-            log.warning(message)
-        else:
-            log.info(message)
+        log_event(self.get_logger(), level, message)
 
     # ---------------------------------------------------------------- diagnostics
     def _publish_diagnostics(self) -> None:

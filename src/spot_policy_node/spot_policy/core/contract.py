@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import numpy as np
+
 LEGS: tuple[str, ...] = ("fl", "fr", "hl", "hr")
 LEG_JOINTS: tuple[str, ...] = ("hx", "hy", "kn")
 
@@ -90,3 +92,57 @@ _ALIASES: dict[str, str] = {
 def canonical_joint_name(name: str) -> str | None:
     """The contract name of a joint given in any known convention, or None if it is not Spot's leg joint."""
     return _ALIASES.get(name)
+
+
+class JointLayout:
+    """Reads joint messages into one joint order: by name, in any naming convention and any order.
+
+    Joints that are not Spot's leg joints (an arm, a gripper) are ignored. A message's name list is
+    mapped to an index array once and cached (bounded, so a sender that changes its layout with
+    every message cannot grow it).
+    """
+
+    _CACHE_SIZE = 32
+
+    def __init__(self, order: Sequence[str]) -> None:
+        self.order = tuple(order)
+        self._cache: dict[tuple[str, ...], np.ndarray | str] = {}
+
+    def take(self, names: Sequence[str], values: Sequence[float]) -> np.ndarray:
+        """``values`` (one per name) in this order; ``ValueError`` says why a message is unusable."""
+        layout = self._indices(tuple(names))
+        if isinstance(layout, str):
+            raise ValueError(layout)
+        if len(values) != len(names):
+            raise ValueError(f"{len(names)} names but {len(values)} positions")
+        out = np.asarray(values, dtype=np.float64)[layout]
+        if not np.all(np.isfinite(out)):
+            bad = [self.order[i] for i in np.flatnonzero(~np.isfinite(out))]
+            raise ValueError(f"non-finite position for {', '.join(bad)}")
+        return out
+
+    def _indices(self, names: tuple[str, ...]) -> np.ndarray | str:
+        cached = self._cache.get(names)
+        if cached is not None:
+            return cached
+        where: dict[str, int] = {}
+        twice: list[str] = []
+        for i, name in enumerate(names):
+            joint = canonical_joint_name(name)
+            if joint is None:
+                continue
+            if joint in where:
+                twice.append(joint)
+            where[joint] = i
+        missing = [j for j in self.order if j not in where]
+        result: np.ndarray | str
+        if missing:
+            result = f"missing joints {', '.join(missing)}"
+        elif twice:
+            result = f"joints given twice: {', '.join(twice)}"
+        else:
+            result = np.array([where[j] for j in self.order], dtype=np.intp)
+        if len(self._cache) >= self._CACHE_SIZE:
+            self._cache.clear()
+        self._cache[names] = result
+        return result

@@ -17,11 +17,11 @@ from typing import NamedTuple
 
 import numpy as np
 
-from spot_policy import contract
-from spot_policy import safety as rules
-from spot_policy.observation import Measurements, ObservationBuilder, projected_gravity
-from spot_policy.policy_spec import PolicySpec
-from spot_policy.stats import Rolling
+from spot_policy.core import contract
+from spot_policy.core import safety as rules
+from spot_policy.core.observation import Measurements, ObservationBuilder, projected_gravity
+from spot_policy.core.policy_spec import PolicySpec
+from spot_policy.core.stats import Rolling
 
 
 class Mode(str, Enum):

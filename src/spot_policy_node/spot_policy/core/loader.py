@@ -6,11 +6,11 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from spot_policy.errors import PolicyLoadError
-from spot_policy.isaaclab_yaml import load_isaaclab_yaml
-from spot_policy.locate import RunFiles, locate_run
-from spot_policy.onnx_policy import DEFAULT_PROVIDERS, OnnxPolicy
-from spot_policy.policy_spec import PolicySpec, load_env_yaml, parse_env
+from spot_policy.core.errors import PolicyLoadError
+from spot_policy.core.isaaclab_yaml import load_isaaclab_yaml
+from spot_policy.core.locate import RunFiles, locate_run
+from spot_policy.core.onnx_policy import DEFAULT_PROVIDERS, OnnxPolicy
+from spot_policy.core.policy_spec import PolicySpec, load_env_yaml, parse_env
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from spot_policy.errors import PolicyLoadError
+from spot_policy.core.errors import PolicyLoadError
 
 RUN_NAME = re.compile(r"^\d{4}-\d{2}-\d{2}_\d{2}-\d{2}-\d{2}")
 CHECKPOINT = re.compile(r"^model_(\d+)\.pt$")

@@ -11,7 +11,7 @@ import math
 
 import numpy as np
 
-from spot_policy.policy_spec import ObsTerm, PolicySpec
+from spot_policy.core.policy_spec import ObsTerm, PolicySpec
 
 
 def projected_gravity(quat_xyzw: np.ndarray) -> np.ndarray:

@@ -21,7 +21,7 @@ def share_dir() -> Path:
     except (ImportError, LookupError, OSError, ValueError):
         # Not importable, AMENT_PREFIX_PATH unset (OSError), or the package is not registered
         # (PackageNotFoundError is a KeyError): run from the source tree.
-        return Path(__file__).resolve().parents[1]
+        return Path(__file__).resolve().parents[2]
 
 
 def config_dir() -> Path:

@@ -16,9 +16,9 @@ from typing import Any
 import numpy as np
 import yaml
 
-from spot_policy import contract
-from spot_policy.errors import PolicyLoadError
-from spot_policy.isaaclab_yaml import callable_name, load_isaaclab_yaml
+from spot_policy.core import contract
+from spot_policy.core.errors import PolicyLoadError
+from spot_policy.core.isaaclab_yaml import callable_name, load_isaaclab_yaml
 
 #: Observation functions this project computes, with their size per step.
 SUPPORTED_TERMS: dict[str, int] = {

@@ -7,13 +7,14 @@ executables, node names and parameter files cannot drift apart between the two.
 
 from __future__ import annotations
 
+import os
 import shutil
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from spot_policy import paths
+from spot_policy.core import paths
 
 
 @dataclass(frozen=True)
@@ -29,8 +30,8 @@ class NodeSpec:
         return [base / f for f in self.param_files]
 
     def command(self, config_dir: Path | None = None) -> list[str]:
-        """argv to start this node as a process (the console script in this environment)."""
-        exe = shutil.which(self.executable, path=str(Path(sys.executable).parent)) or shutil.which(self.executable)
+        """argv to start this node as a process (the executable ``ros2 run`` would start)."""
+        exe = find_executable(self.package, self.executable)
         if exe is None:
             raise FileNotFoundError(
                 f"executable '{self.executable}' of package {self.package} not found: run scripts/setup "
@@ -42,6 +43,18 @@ class NodeSpec:
         for key, value in self.overrides.items():
             argv += ["-p", f"{key}:={_param_text(value)}"]
         return argv
+
+
+def find_executable(package: str, executable: str) -> str | None:
+    """``<prefix>/lib/<package>/<executable>`` as ``ros2 run`` finds it: this environment's prefix
+    (the .venv set-up installs the nodes there too), then every prefix of a sourced workspace;
+    else the PATH."""
+    prefixes = [sys.prefix, *filter(None, os.environ.get("AMENT_PREFIX_PATH", "").split(os.pathsep))]
+    for prefix in prefixes:
+        candidate = Path(prefix) / "lib" / package / executable
+        if candidate.is_file() and os.access(candidate, os.X_OK):
+            return str(candidate)
+    return shutil.which(executable)
 
 
 def _param_text(value: Any) -> str:
@@ -125,7 +138,7 @@ def bag_record_command(out: str | Path, sim_time: bool = True) -> list[str] | No
     ros2 = shutil.which("ros2")
     if ros2 is None:
         return None
-    from spot_policy.recorder_node import DEFAULT_TOPICS  # rclpy: only where ros2 exists
+    from spot_policy.ros.recorder_node import DEFAULT_TOPICS  # rclpy: only where ros2 exists
 
     topics = ["/" + entry.split(":")[0] for entry in DEFAULT_TOPICS]
     return [ros2, "bag", "record", "-s", "mcap", "-o", str(out), *(["--use-sim-time"] if sim_time else []), *topics]

@@ -19,7 +19,7 @@ another process does not see. So the node says it, per step and per event:
   ``t_ns`` (the clock time the controller was given), ``op`` (what the node was doing: ``input``,
   ``step``, ``check``, ``service``), ``mode`` (after it) and the input view.
 
-With this, :mod:`spot_policy.replay` puts every recorded input, step and mode switch back in the
+With this, :mod:`spot_policy_tools.replay` puts every recorded input, step and mode switch back in the
 order the node lived them. No rclpy here: the replay imports it without ROS.
 """
 

@@ -8,9 +8,9 @@ by one input (the policy node's input trigger, the sim bridge's lockstep) waits 
 subscriptions alone, handles them at once, and lets the executor catch up on everything else
 (services, timers, ``cmd_vel``, ``/clock``) every ``housekeeping_s``.
 
-The hot subscriptions belong to :class:`spot_policy.polling.PolledGroup`, so the executor never
+The hot subscriptions belong to :class:`spot_policy.ros.polling.PolledGroup`, so the executor never
 waits on them. A node offers its hot inputs through a ``hot_inputs()`` method (see
-:func:`hot_inputs_of`); :func:`spot_policy.node_main.run_node` spins such a node with
+:func:`hot_inputs_of`); :func:`spot_policy.ros.node_main.run_node` spins such a node with
 :class:`HotLoop`.
 """
 
@@ -24,7 +24,7 @@ from rclpy.context import Context
 from rclpy.executors import Executor, ExternalShutdownException, ShutdownException, TimeoutException
 from rclpy.subscription import Subscription
 
-from spot_policy.polling import subscription_wait_set, wait_for_any
+from spot_policy.ros.polling import subscription_wait_set, wait_for_any
 
 #: How often the executor catches up on the node's other entities (wall seconds).
 HOUSEKEEPING_S = 0.005

@@ -13,9 +13,9 @@ import rclpy
 from rclpy.executors import Executor, ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
 
-from spot_policy.errors import PolicyLoadError
-from spot_policy.hot_loop import HotLoop, hot_inputs_of
-from spot_policy.realtime_gc import freeze_startup_heap
+from spot_policy.core.errors import PolicyLoadError
+from spot_policy.core.realtime_gc import freeze_startup_heap
+from spot_policy.ros.hot_loop import HotLoop, hot_inputs_of
 
 CONFIG_ERRORS: tuple[type[Exception], ...] = (PolicyLoadError, ValueError)
 
@@ -32,8 +32,8 @@ def run_node(
     """Run one node to the end; returns the process exit status.
 
     ``until``: spin only while it is false (a node that finishes by itself); ``exit_code``: the
-    status such a node ends with. A node with hot inputs (:mod:`spot_policy.hot_loop`) is spun by
-    a :class:`~spot_policy.hot_loop.HotLoop` around its executor.
+    status such a node ends with. A node with hot inputs (:mod:`spot_policy.ros.hot_loop`) is spun by
+    a :class:`~spot_policy.ros.hot_loop.HotLoop` around its executor.
     """
     rclpy.init(args=args)
     node: Node | None = None

@@ -1,7 +1,7 @@
 """``ros2 run spot_policy policy_node``: the policy controller behind the topic contract.
 
 A thin adapter: parameters, QoS, timers, services and diagnostics here; every decision in
-:mod:`spot_policy.controller`. Identical in simulation and on the robot.
+:mod:`spot_policy.core.controller`. Identical in simulation and on the robot.
 """
 
 from __future__ import annotations
@@ -22,14 +22,16 @@ from sensor_msgs.msg import Imu, JointState
 from std_msgs.msg import Float32MultiArray, Int64MultiArray, String
 from std_srvs.srv import Trigger
 
-from spot_policy import cdr, contract, paths, qos_events
-from spot_policy import debug_stream as debug
-from spot_policy.controller import Command, ControllerConfig, Mode, PolicyController
-from spot_policy.hot_loop import HotInputs
-from spot_policy.loader import LoadedPolicy, load_policy
-from spot_policy.node_main import run_node
-from spot_policy.polling import PolledGroup, take_raw
-from spot_policy.state_publisher import plain_cdr_fallback
+from spot_policy.core import contract, paths
+from spot_policy.core.controller import Command, ControllerConfig, Mode, PolicyController
+from spot_policy.core.loader import LoadedPolicy, load_policy
+from spot_policy.ros import cdr, qos_events
+from spot_policy.ros import debug_stream as debug
+from spot_policy.ros.hot_loop import HotInputs
+from spot_policy.ros.node_main import run_node
+from spot_policy.ros.node_parts import log_event
+from spot_policy.ros.polling import PolledGroup, take_raw
+from spot_policy.ros.state_publisher import plain_cdr_fallback
 
 TRIGGERS = ("timer", "input")
 #: Polled state inputs (timer trigger): deep enough for a tick's worth of a 333 Hz stream.
@@ -87,7 +89,7 @@ class PolicyNode(Node):
             cmd_vel_timeout_s=float(params["cmd_vel_timeout_s"]),
         )
         self.controller = PolicyController(spec, self.loaded.model, config, self._on_event)
-        # The debug stream (spot_policy.debug_stream): what a replay needs to re-run this node.
+        # The debug stream (spot_policy.ros.debug_stream): what a replay needs to re-run this node.
         self.publish_debug = bool(params["publish_debug"])
         self.view = debug.InputView()
         self._seq = 0
@@ -107,14 +109,14 @@ class PolicyNode(Node):
         self.diag_pub = self.create_publisher(
             DiagnosticArray, contract.TOPIC_DIAGNOSTICS, 10, event_callbacks=qos_events.internal_publisher()
         )
-        # State inputs arrive raw (serialized) and are read by spot_policy.cdr: rclpy's conversion to
+        # State inputs arrive raw (serialized) and are read by spot_policy.ros.cdr: rclpy's conversion to
         # message objects costs more than the policy's inference. With the timer trigger the node
         # takes them itself at each tick (POLLED: the executor never wakes for them): a robot
         # streams ~1000 state messages/s, and an executor wake-up per message took ~40 % of a core.
         self._read_joint_states = plain_cdr_fallback(cdr.JointStateDecoder(), JointState)
         self._read_imu = plain_cdr_fallback(cdr.decode_imu, Imu)
         self._read_odom = plain_cdr_fallback(cdr.decode_odometry_twist, Odometry)
-        # With the input trigger the node waits on them itself (spot_policy.hot_loop: HOT): the
+        # With the input trigger the node waits on them itself (spot_policy.ros.hot_loop: HOT): the
         # executor's wake-ups were most of a lock-stepped cycle's time.
         polled = self.trigger == "timer"
         self._hot = self.trigger == "input" and params["executor"] == "single"
@@ -184,7 +186,7 @@ class PolicyNode(Node):
 
     def hot_inputs(self) -> HotInputs | None:
         """Input trigger, for run_node's HotLoop (None: the executor's): the node waits on
-        joint_states alone, the last message of an instant (spot_policy.state_publisher), and
+        joint_states alone, the last message of an instant (spot_policy.ros.state_publisher), and
         takes that instant's imu/data and odom with it: one wake-up per instant instead of three."""
         return HotInputs([self._inputs[0][0]], self._on_inputs_ready) if self._hot else None
 
@@ -266,7 +268,7 @@ class PolicyNode(Node):
     def _publish(self, command: Command | None, now_ns: int) -> None:
         if command is None:
             return
-        # Published pre-serialized (spot_policy.cdr): only the stamp and positions change per step.
+        # Published pre-serialized (spot_policy.ros.cdr): only the stamp and positions change per step.
         if self._encode_command is None or command.names != self._encode_command.names:
             self._encode_command = cdr.JointStateEncoder(command.names)
         self.command_pub.publish(self._encode_command(now_ns, command.positions))
@@ -355,14 +357,7 @@ class PolicyNode(Node):
         return response
 
     def _on_event(self, level: str, message: str) -> None:
-        # rclpy binds one severity to each call site, hence three calls.
-        log = self.get_logger()
-        if level == "error":
-            log.error(message)
-        elif level == "warn":
-            log.warning(message)
-        else:
-            log.info(message)
+        log_event(self.get_logger(), level, message)
         self._event("log", level=level, message=message)
 
     # ---------------------------------------------------------------- diagnostics

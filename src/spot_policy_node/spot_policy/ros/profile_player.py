@@ -18,9 +18,9 @@ from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 from std_msgs.msg import String
 from std_srvs.srv import Trigger
 
-from spot_policy import contract, paths
-from spot_policy.node_main import run_node
-from spot_policy.profile import END_MARKER, Profile, ProfileError, Segment, load_profile
+from spot_policy.core import contract, paths
+from spot_policy.core.profile import END_MARKER, Profile, ProfileError, Segment, load_profile
+from spot_policy.ros.node_main import run_node
 
 SERVICE_FOR_MODE = {"stand": "stand", "walk": "walk", "stop": "stop"}
 

@@ -2,7 +2,7 @@
 
 The fallback recorder of ``record:=true`` where rosbag2 is not installed (pip-only machines).
 Subscriptions are raw (``raw=True``): the CDR bytes go straight to
-:class:`spot_policy.bag_recorder.BagRecorder`, nothing is deserialized. Messages are taken in
+:class:`spot_policy.ros.bag_recorder.BagRecorder`, nothing is deserialized. Messages are taken in
 batches every 20 ms (wall clock) and written in the order the middleware received them: no
 executor wake-up per message (a robot streams ~1000/s, a lockstep simulation several thousand).
 Timestamps are receive times: on the wall clock the middleware's; under ``use_sim_time`` the
@@ -42,8 +42,10 @@ from rclpy.signals import SignalHandlerOptions
 from rclpy.subscription import Subscription
 from rosgraph_msgs.msg import Clock as ClockMsg
 
-from spot_policy import cdr, contract
-from spot_policy.bag_recorder import (
+from spot_policy.core import contract
+from spot_policy.core.realtime_gc import freeze_startup_heap
+from spot_policy.ros import cdr
+from spot_policy.ros.bag_recorder import (
     RELIABLE,
     SENSOR_DATA,
     BagRecorder,
@@ -52,9 +54,8 @@ from spot_policy.bag_recorder import (
     check_type,
     default_typestore,
 )
-from spot_policy.polling import PolledGroup, take_raw
-from spot_policy.realtime_gc import freeze_startup_heap
-from spot_policy.state_publisher import plain_cdr_fallback
+from spot_policy.ros.polling import PolledGroup, take_raw
+from spot_policy.ros.state_publisher import plain_cdr_fallback
 
 NODE_NAME = "recorder"
 #: Topics on which a best-effort subscription is the compatible choice (any publisher QoS).
@@ -77,7 +78,7 @@ DEFAULT_TOPICS: tuple[str, ...] = (
     f"{contract.TOPIC_PROFILE_SEGMENT}:std_msgs/msg/String",
     "policy_node/observation:std_msgs/msg/Float32MultiArray",
     "policy_node/action:std_msgs/msg/Float32MultiArray",
-    # What `spot-policy replay` needs to re-run the node (spot_policy.debug_stream).
+    # What `spot-policy replay` needs to re-run the node (spot_policy.ros.debug_stream).
     "policy_node/step:std_msgs/msg/Int64MultiArray",
     "policy_node/events:std_msgs/msg/String",
 )
@@ -128,7 +129,7 @@ class RecorderNode(Node):
                 raise ValueError(f"topic {topic} is listed twice; fix: list each topic once")
             resolved.append((topic, spec, _import_message(spec.msgtype)))
         self.bag = BagRecorder(Path(out), typestore=typestore)
-        # Messages are taken in batches, in receive order (see spot_policy.polling).
+        # Messages are taken in batches, in receive order (see spot_policy.ros.polling).
         self._polled: list[tuple[Subscription, str, str]] = []
         self._pending: list[tuple[int, int, str, str, bytes]] = []  # (received, order, topic, type, data)
         self._order = 0

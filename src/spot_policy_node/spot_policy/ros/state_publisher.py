@@ -2,7 +2,7 @@
 
 Every bridge (the simulator's, the robot's) publishes exactly these messages and reads
 ``joint_command`` the same way, so both live here. Messages go out pre-serialized and come in raw
-(:mod:`spot_policy.cdr`): rclpy's message conversion costs more than the rest of a bridge's step.
+(:mod:`spot_policy.ros.cdr`): rclpy's message conversion costs more than the rest of a bridge's step.
 """
 
 from __future__ import annotations
@@ -14,13 +14,14 @@ import numpy as np
 from builtin_interfaces.msg import Time
 from nav_msgs.msg import Odometry
 from rclpy.node import Node
-from rclpy.qos import QoSProfile, qos_profile_sensor_data
+from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 from rclpy.serialization import deserialize_message, serialize_message
 from sensor_msgs.msg import Imu, JointState
 
-from spot_policy import cdr, contract, qos_events
-from spot_policy.hot_loop import HotInputs
-from spot_policy.polling import PolledGroup, take_raw
+from spot_policy.core import contract
+from spot_policy.ros import cdr, qos_events
+from spot_policy.ros.hot_loop import HotInputs
+from spot_policy.ros.polling import PolledGroup, take_raw
 
 T = TypeVar("T")
 
@@ -69,7 +70,7 @@ class StatePublisher:
 
 
 def plain_cdr_fallback(decode: Callable[[bytes], T], msg_type: type) -> Callable[[bytes], T]:
-    """``decode`` (a :mod:`spot_policy.cdr` reader), and for a payload in another encoding (a
+    """``decode`` (a :mod:`spot_policy.ros.cdr` reader), and for a payload in another encoding (a
     middleware's XCDR2) the same message re-serialized as plain CDR by rclpy first."""
 
     def read(data: bytes) -> T:
@@ -81,15 +82,20 @@ def plain_cdr_fallback(decode: Callable[[bytes], T], msg_type: type) -> Callable
     return read
 
 
+#: A bridge's joint_command subscription: reliable like the policy node's publisher, depth 10 so a
+#: lock-stepped bridge never drops one.
+JOINT_COMMAND_QOS = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
+
+
 def subscribe_joint_command(
     node: Node,
-    qos: QoSProfile,
     on_command: Callable[[tuple[str, ...], np.ndarray], None],
     hot: bool = False,
+    qos: QoSProfile = JOINT_COMMAND_QOS,
 ) -> HotInputs:
-    """The bridge's ``joint_command`` input, read raw (:mod:`spot_policy.cdr`): names and positions.
+    """The bridge's ``joint_command`` input, read raw (:mod:`spot_policy.ros.cdr`): names and positions.
 
-    ``hot``: the executor never waits on it; the returned :class:`~spot_policy.hot_loop.HotInputs`
+    ``hot``: the executor never waits on it; the returned :class:`~spot_policy.ros.hot_loop.HotInputs`
     is what the node's ``hot_inputs()`` offers (a lock-stepped bridge waits on its command itself).
     """
     read = plain_cdr_fallback(cdr.JointStateDecoder(), JointState)

@@ -24,9 +24,9 @@ from rclpy.task import Future
 from sensor_msgs.msg import Joy
 from std_srvs.srv import Trigger
 
-from spot_policy.contract import TOPIC_CMD_VEL, TOPIC_JOY
-from spot_policy.paths import config_dir
-from spot_policy.teleop import ACTIONS, JoyMessageError, MappingError, Teleop, load_mapping
+from spot_policy.core.contract import TOPIC_CMD_VEL, TOPIC_JOY
+from spot_policy.core.paths import config_dir
+from spot_policy.core.teleop import ACTIONS, JoyMessageError, MappingError, Teleop, load_mapping
 
 NODE_NAME = "teleop"
 

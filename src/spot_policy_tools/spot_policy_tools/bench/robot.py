@@ -23,9 +23,9 @@ from pathlib import Path
 
 import numpy as np
 
-from spot_policy import paths
-from spot_policy.bench import Row
-from spot_policy.stats import Rolling, summarize
+from spot_policy.core import paths
+from spot_policy.core.stats import Rolling, summarize
+from spot_policy_tools.bench.common import Row
 
 ENV_USERNAME, ENV_PASSWORD = "BOSDYN_CLIENT_USERNAME", "BOSDYN_CLIENT_PASSWORD"
 
@@ -67,9 +67,9 @@ def bench_robot(args: argparse.Namespace) -> list[Row]:
     from bosdyn.api import robot_id_pb2, robot_id_service_pb2_grpc
     from bosdyn.client.robot_command import RobotCommandStreamingClient
 
-    from spot_hw_bridge.conversion import SDK_ORDER
-    from spot_hw_bridge.errors import Credentials
-    from spot_hw_bridge.hw_core import HwBridge, HwBridgeConfig, load_gains
+    from spot_hw_bridge.core.bridge import HwBridge, HwBridgeConfig, load_gains
+    from spot_hw_bridge.core.conversion import SDK_ORDER
+    from spot_hw_bridge.core.errors import Credentials
 
     gains = load_gains(args.policy, policies_dir=paths.config_dir() / "policies")
     username, password = "bench", secrets.token_urlsafe(12)

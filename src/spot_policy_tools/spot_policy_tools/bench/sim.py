@@ -14,15 +14,16 @@ import threading
 import time
 from pathlib import Path
 
-from spot_policy import bringup, contract, paths
-from spot_policy.bench import Row
-from spot_policy.stats import summarize
+from spot_policy.core import contract, paths
+from spot_policy.core.stats import summarize
+from spot_policy.ros import bringup
+from spot_policy_tools.bench.common import Row
 
 
 def bench_physics(args: argparse.Namespace) -> list[Row]:
     import mujoco
 
-    from spot_sim_bridge.bridge_core import load_actuation, make_backend
+    from spot_sim_bridge.core.bridge import load_actuation, make_backend
 
     actuation = load_actuation(args.policy, policies_dir=paths.config_dir() / "policies")
     backend = make_backend("mujoco", actuation.physics_dt)
@@ -38,9 +39,9 @@ def bench_physics(args: argparse.Namespace) -> list[Row]:
     def bare() -> None:
         mujoco.mj_step(model, data)
 
-    from spot_policy.bench import _interleaved
+    from spot_policy_tools.bench.common import interleaved
 
-    bare_ns, ours_ns = _interleaved(bare, ours, n, block=250)
+    bare_ns, ours_ns = interleaved(bare, ours, n, block=250)
     o, b = summarize(ours_ns / 1e3), summarize(bare_ns / 1e3)
     steps_per_s = 1e6 / o["median"]
     return [
@@ -62,9 +63,9 @@ def bench_physics(args: argparse.Namespace) -> list[Row]:
 
 def core_loop_rtf(policy: str, seconds: float) -> float:
     """The lockstep loop without ROS: bridge core and policy controller called directly."""
-    from spot_policy.controller import ControllerConfig, Mode, PolicyController
-    from spot_policy.loader import load_policy
-    from spot_sim_bridge.bridge_core import Actuation, BridgeCore, make_backend
+    from spot_policy.core.controller import ControllerConfig, Mode, PolicyController
+    from spot_policy.core.loader import load_policy
+    from spot_sim_bridge.core.bridge import Actuation, BridgeCore, make_backend
 
     loaded = load_policy(policy, providers=["cpu"], policies_dir=paths.config_dir() / "policies", log=lambda m: None)
     actuation = Actuation.from_spec(loaded.spec)
@@ -173,7 +174,7 @@ class _Watcher:
 
 
 def _bring_up(policy: str, realtime: bool, log_dir: Path):
-    from spot_policy.launcher import NodeGroup
+    from spot_policy_tools.launcher import NodeGroup
 
     specs = bringup.sim_nodes(policy, realtime=realtime, teleop=False, extra_bridge_params={"lockstep_wait_s": 0.05})
     group = NodeGroup(log_dir)
@@ -185,7 +186,7 @@ def _bring_up(policy: str, realtime: bool, log_dir: Path):
 def bench_lockstep(args: argparse.Namespace) -> list[Row]:
     import tempfile
 
-    from spot_policy.dds_isolation import claim_domain
+    from spot_policy.ros.dds_isolation import claim_domain
 
     claim_domain()
     seconds = args.seconds
@@ -225,8 +226,8 @@ def bench_lockstep(args: argparse.Namespace) -> list[Row]:
 def bench_realtime(args: argparse.Namespace) -> list[Row]:
     import tempfile
 
-    from spot_policy.dds_isolation import claim_domain
-    from spot_sim_bridge.bridge_core import RealtimePacer
+    from spot_policy.ros.dds_isolation import claim_domain
+    from spot_sim_bridge.core.bridge import RealtimePacer
 
     claim_domain()
     pacer = RealtimePacer(0.002)

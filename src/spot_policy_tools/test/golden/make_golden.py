@@ -12,7 +12,7 @@ Without names, every bag is rewritten. The bags (rosbag2 folders: ``metadata.yam
   mode services), recorded by the in-project recorder node, all in this process.
 
 Then each bag is rewritten without ``diagnostics`` (wall-clock figures, not replayed) and with
-zstd-compressed MCAP chunks: ``spot_policy.bag_recorder.copy_bag``. ``policy/`` is the fixture
+zstd-compressed MCAP chunks: ``spot_policy.ros.bag_recorder.copy_bag``. ``policy/`` is the fixture
 policy: an Isaac Lab run folder with a random 48-64-12 MLP (seed 7), written once if missing.
 
 Regenerate after an intended change of the controller's behaviour (the replay tests then fail
@@ -40,7 +40,7 @@ T0 = 100.0  # sim time at the start of a scripted run
 def write_policy() -> None:
     """The fixture policy, committed beside the bags (deterministic: seeded weights)."""
     sys.path.insert(0, str(TEST_DIR))
-    from spot_policy.onnx_mlp import random_mlp
+    from spot_policy.core.onnx_mlp import random_mlp
 
     from policy_fixtures import make_run
 
@@ -51,7 +51,7 @@ def write_policy() -> None:
 
 def compact(src: Path, name: str) -> Path:
     """``src`` rewritten into ``golden/<name>``: no diagnostics, zstd chunks."""
-    from spot_policy.bag_recorder import copy_bag
+    from spot_policy.ros.bag_recorder import copy_bag
 
     dst = HERE / name
     shutil.rmtree(dst, ignore_errors=True)
@@ -65,7 +65,7 @@ def compact(src: Path, name: str) -> Path:
 
 def make_sim_default(work: Path) -> None:
     out = work / "sim_default"
-    cmd = [sys.executable, "-m", "spot_policy.cli", "sim", "--lockstep", "--profile", "default"]
+    cmd = [sys.executable, "-m", "spot_policy_tools.cli", "sim", "--lockstep", "--profile", "default"]
     subprocess.run([*cmd, "--policy", str(POLICY), "--out", str(out), "--no-video"], check=True)
     compact(out / "bag", "sim_default")
 
@@ -73,7 +73,7 @@ def make_sim_default(work: Path) -> None:
 def make_robot_emulator(work: Path) -> None:
     """The robot path: hw bridge + policy node against the Spot API emulator, stand profile."""
     out = work / "robot_emulator"
-    cmd = [sys.executable, "-m", "spot_policy.cli", "robot", "--emulator", "--profile", "stand"]
+    cmd = [sys.executable, "-m", "spot_policy_tools.cli", "robot", "--emulator", "--profile", "stand"]
     subprocess.run([*cmd, "--policy", str(POLICY), "--out", str(out), "--no-video"], check=True)
     compact(out / "bag", "robot_emulator")
 
@@ -87,9 +87,9 @@ def make_scripted(work: Path, case: str) -> None:
     from rclpy.parameter import Parameter
     from sensor_msgs.msg import Imu, JointState
 
-    from spot_policy import contract
-    from spot_policy.policy_node import PolicyNode
-    from spot_policy.recorder_node import RecorderNode
+    from spot_policy.core import contract
+    from spot_policy.ros.policy_node import PolicyNode
+    from spot_policy.ros.recorder_node import RecorderNode
 
     sys.path.insert(0, str(TEST_DIR))
     from ros_harness import BridgeHarness, Spinner, wait_until
@@ -205,7 +205,7 @@ def main(argv: list[str]) -> int:
         return 2
     if not (POLICY / "exported" / "policy.onnx").is_file():
         write_policy()
-    from spot_policy.dds_isolation import claim_domain
+    from spot_policy.ros.dds_isolation import claim_domain
 
     claim_domain()  # before rclpy: a domain of our own
     with tempfile.TemporaryDirectory(prefix="golden-") as tmp:

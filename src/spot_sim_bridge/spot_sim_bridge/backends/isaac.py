@@ -13,7 +13,7 @@ trains those as *explicit* actuators: it computes the torque itself and writes i
 effort with the PhysX drives' stiffness and damping at zero. PhysX's implicit drives (stiffness /
 damping on the joint) would run a different discretization and could not apply the knee table or
 the command delay, so a policy would meet a subtly different robot than it was trained on. The
-drives are therefore zeroed and :class:`~spot_sim_bridge.isaac_conversions.SpotPD` computes the
+drives are therefore zeroed and :class:`~spot_sim_bridge.backends.isaac_conversions.SpotPD` computes the
 torque every physics step; the drives' max effort is set to each joint's highest possible torque
 (45 N*m hips, the table's peak for knees) as a ceiling only.
 
@@ -39,17 +39,18 @@ import importlib.util
 import os
 import sys
 from types import SimpleNamespace
-from typing import Any
 
 import numpy as np
 
-from spot_policy import contract
-from spot_sim_bridge import isaac_conversions as conv
-from spot_sim_bridge.backend import (
+from spot_policy.core import contract
+from spot_sim_bridge.backends import isaac_conversions as conv
+from spot_sim_bridge.core.backend import (
     ISAAC_KD,
     ISAAC_KP,
+    BackendBase,
     BackendUnavailable,
     RobotState,
+    Vec,
     default_joint_pos_array,
 )
 
@@ -158,8 +159,8 @@ def resolve_usd_path(usd_path: str | None, assets_root: str | None) -> str:
     return assets_root.rstrip("/") + DEFAULT_SPOT_USD
 
 
-class IsaacSpot:
-    """Spot in Isaac Sim behind the :class:`~spot_sim_bridge.backend.SimBackend` interface.
+class IsaacSpot(BackendBase):
+    """Spot in Isaac Sim behind the :class:`~spot_sim_bridge.core.backend.SimBackend` interface.
 
     One per process: Kit holds one stage, and a new instance replaces the previous one's stage.
     """
@@ -245,16 +246,7 @@ class IsaacSpot:
         self.set_command_delay(command_delay_steps)
         self.reset()
 
-    @classmethod
-    def from_config(cls, config: dict[str, Any]) -> IsaacSpot:
-        """Build from a parameter mapping with the constructor's keyword names."""
-        return cls(**dict(config))
-
     # --- SimBackend --------------------------------------------------------------------------
-
-    @property
-    def joint_names(self) -> tuple[str, ...]:
-        return self._joint_names
 
     @property
     def physics_dt(self) -> float:
@@ -351,11 +343,7 @@ class IsaacSpot:
         self._body.set_mass(conv.body_mass_with_payload(self._base_mass0, kg))
 
     def set_base_state(
-        self,
-        pos: np.ndarray | None = None,
-        quat: np.ndarray | None = None,
-        lin_vel_world: np.ndarray | None = None,
-        ang_vel_world: np.ndarray | None = None,
+        self, pos: Vec = None, quat: Vec = None, lin_vel_world: Vec = None, ang_vel_world: Vec = None
     ) -> None:
         robot = self._robot
         if pos is not None or quat is not None:

@@ -20,17 +20,15 @@ All joint arrays here are in contract order (``contract.ISAAC_JOINT_ORDER``) unl
 
 from __future__ import annotations
 
-import csv
 import math
 from collections.abc import Sequence
-from pathlib import Path
 
 import numpy as np
 
-from spot_policy import contract
-from spot_sim_bridge.backend import ISAAC_KD, ISAAC_KP, quat_to_matrix
+from spot_policy.core import contract
+from spot_sim_bridge.core.backend import ISAAC_KD, ISAAC_KP, as_joint_array, quat_to_matrix
+from spot_sim_bridge.model import load_knee_torque_table
 
-KNEE_TORQUE_TABLE_PATH = Path(__file__).resolve().parent / "model" / "spot_knee_torque_limits.csv"
 #: Standard gravity (m/s^2); Isaac Sim's World defaults to it along -z with stage units in meters.
 GRAVITY = 9.81
 GRAVITY_WORLD = np.array([0.0, 0.0, -GRAVITY])
@@ -131,22 +129,6 @@ def proper_acceleration_body(
 
 
 # --- actuators ---------------------------------------------------------------------------------
-
-
-def load_knee_torque_table(path: Path = KNEE_TORQUE_TABLE_PATH) -> tuple[np.ndarray, np.ndarray]:
-    """(knee angles rad ascending, max output torque N*m) of Spot's remotized knee (SPOT.md)."""
-    with open(path, newline="") as table:
-        rows = sorted((float(r["knee_angle_rad"]), float(r["max_output_torque_nm"])) for r in csv.DictReader(table))
-    angles, torques = (np.array(column, dtype=np.float64) for column in zip(*rows, strict=True))
-    return angles, torques
-
-
-def as_joint_array(value: float | Sequence[float] | np.ndarray, what: str) -> np.ndarray:
-    """A scalar or 12 values as a fresh (12,) float array, finite and >= 0 (gains, limits)."""
-    array = np.broadcast_to(np.asarray(value, dtype=np.float64), (N_JOINTS,)).copy()
-    if not np.all(np.isfinite(array)) or np.any(array < 0.0):
-        raise ValueError(f"{what} must be finite and >= 0, got {array}")
-    return array
 
 
 class SpotPD:

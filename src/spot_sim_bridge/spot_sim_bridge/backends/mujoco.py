@@ -8,11 +8,8 @@ Torques reach MuJoCo through ``qfrc_applied``; the model has no actuators of its
 
 from __future__ import annotations
 
-import csv
 import os
-from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
@@ -23,42 +20,25 @@ if "MUJOCO_GL" not in os.environ and not os.environ.get("DISPLAY"):
 
 import mujoco
 
-from spot_policy import contract
-from spot_sim_bridge.backend import (
+from spot_policy.core import contract
+from spot_sim_bridge.core.backend import (
     ISAAC_KD,
     ISAAC_KP,
+    BackendBase,
     RobotState,
+    Vec,
+    as_joint_array,
     default_joint_pos_array,
 )
-
-MODEL_DIR = Path(__file__).resolve().parent / "model"
-DEFAULT_MODEL_PATH = MODEL_DIR / "spot.xml"
-KNEE_TORQUE_TABLE_PATH = MODEL_DIR / "spot_knee_torque_limits.csv"
+from spot_sim_bridge.model import SPOT_MJCF, load_knee_torque_table
 
 _BASE_JOINT = "base"
 _BASE_BODY = "base_link"
 _IMU_ACCELEROMETER = "imu_acc"
 
 
-def load_knee_torque_table(path: Path = KNEE_TORQUE_TABLE_PATH) -> tuple[np.ndarray, np.ndarray]:
-    """(knee angles rad ascending, max output torque N*m) from the remotized-knee table."""
-    with open(path, newline="") as table:
-        rows = [(float(r["knee_angle_rad"]), float(r["max_output_torque_nm"])) for r in csv.DictReader(table)]
-    rows.sort()
-    angles, torques = (np.array(column, dtype=np.float64) for column in zip(*rows, strict=True))
-    return angles, torques
-
-
-def _as_joint_array(value: float | np.ndarray, what: str) -> np.ndarray:
-    """A scalar or a (12,) array, validated finite and non-negative, as a fresh (12,) float array."""
-    array = np.broadcast_to(np.asarray(value, dtype=np.float64), (len(contract.ISAAC_JOINT_ORDER),)).copy()
-    if not np.all(np.isfinite(array)) or np.any(array < 0.0):
-        raise ValueError(f"{what} must be finite and >= 0, got {array}")
-    return array
-
-
-class MujocoSpot:
-    """Spot in MuJoCo behind the :class:`~spot_sim_bridge.backend.SimBackend` interface."""
+class MujocoSpot(BackendBase):
+    """Spot in MuJoCo behind the :class:`~spot_sim_bridge.core.backend.SimBackend` interface."""
 
     #: MuJoCo on one machine: the same calls on fresh instances give bit-identical states.
     deterministic = True
@@ -74,7 +54,7 @@ class MujocoSpot:
         command_delay_steps: int = 0,
         model_path: str | Path | None = None,
     ) -> None:
-        self._model = mujoco.MjModel.from_xml_path(str(model_path or DEFAULT_MODEL_PATH))
+        self._model = mujoco.MjModel.from_xml_path(str(model_path or SPOT_MJCF))
         if physics_dt <= 0.0:
             raise ValueError(f"physics_dt must be > 0, got {physics_dt}")
         self._model.opt.timestep = physics_dt
@@ -135,16 +115,7 @@ class MujocoSpot:
         self.set_command_delay(command_delay_steps)
         self.reset()
 
-    @classmethod
-    def from_config(cls, config: Mapping[str, Any]) -> MujocoSpot:
-        """Build from a parameter mapping with the constructor's keyword names."""
-        return cls(**dict(config))
-
     # --- SimBackend --------------------------------------------------------------------------
-
-    @property
-    def joint_names(self) -> tuple[str, ...]:
-        return self._joint_names
 
     @property
     def physics_dt(self) -> float:
@@ -172,8 +143,8 @@ class MujocoSpot:
         self.set_limp(False)
 
     def set_gains(self, kp: float | np.ndarray, kd: float | np.ndarray) -> None:
-        self._kp = _as_joint_array(kp, "kp")[self._isaac_to_model]
-        self._kd = _as_joint_array(kd, "kd")[self._isaac_to_model]
+        self._kp = as_joint_array(kp, "kp")[self._isaac_to_model]
+        self._kd = as_joint_array(kd, "kd")[self._isaac_to_model]
         self._kp_active = self._zero_kp if self._limp else self._kp
 
     def set_targets(self, q_target: np.ndarray) -> None:
@@ -261,11 +232,7 @@ class MujocoSpot:
         self._delay_head = 0
 
     def set_base_state(
-        self,
-        pos: np.ndarray | None = None,
-        quat: np.ndarray | None = None,
-        lin_vel_world: np.ndarray | None = None,
-        ang_vel_world: np.ndarray | None = None,
+        self, pos: Vec = None, quat: Vec = None, lin_vel_world: Vec = None, ang_vel_world: Vec = None
     ) -> None:
         """Place or throw the base (scenarios and tests); velocities given in the world frame."""
         data = self._data

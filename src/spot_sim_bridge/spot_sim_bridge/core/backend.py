@@ -18,12 +18,13 @@ Conventions (the same as the topic contract and Isaac Lab's observations):
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
-from spot_policy import contract
+from spot_policy.core import contract
 
 #: Nominal standing pose of the Isaac Lab Spot config (SPOT.md); backends reset to it.
 DEFAULT_JOINT_POS: dict[str, float] = {
@@ -57,6 +58,14 @@ def default_joint_pos_array(joint_pos: dict[str, float] | None = None) -> np.nda
     return np.array([pose[name] for name in contract.ISAAC_JOINT_ORDER], dtype=np.float64)
 
 
+def as_joint_array(value: float | Sequence[float] | np.ndarray, what: str) -> np.ndarray:
+    """A scalar or 12 values as a fresh (12,) float array, finite and >= 0 (gains, limits)."""
+    array = np.broadcast_to(np.asarray(value, dtype=np.float64), (len(contract.ISAAC_JOINT_ORDER),)).copy()
+    if not np.all(np.isfinite(array)) or np.any(array < 0.0):
+        raise ValueError(f"{what} must be finite and >= 0, got {array}")
+    return array
+
+
 def quat_to_matrix(quat_wxyz: np.ndarray) -> np.ndarray:
     """Body-to-world rotation matrix of a unit quaternion (w, x, y, z)."""
     w, x, y, z = (float(v) for v in quat_wxyz)
@@ -67,6 +76,25 @@ def quat_to_matrix(quat_wxyz: np.ndarray) -> np.ndarray:
             [2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y)],
         ]
     )
+
+
+#: An optional vector argument (``None``: leave that part as it is).
+Vec = np.ndarray | None
+
+
+class BackendBase:
+    """What every backend shares: construction from a parameter mapping, its joint order."""
+
+    _joint_names: tuple[str, ...]
+
+    @classmethod
+    def from_config(cls, config: Mapping[str, Any]) -> Any:
+        """Build from a parameter mapping with the constructor's keyword names."""
+        return cls(**dict(config))
+
+    @property
+    def joint_names(self) -> tuple[str, ...]:
+        return self._joint_names
 
 
 @dataclass(frozen=True)
@@ -156,11 +184,7 @@ class SimBackend(Protocol):
         ...
 
     def set_base_state(
-        self,
-        pos: np.ndarray | None = None,
-        quat: np.ndarray | None = None,
-        lin_vel_world: np.ndarray | None = None,
-        ang_vel_world: np.ndarray | None = None,
+        self, pos: Vec = None, quat: Vec = None, lin_vel_world: Vec = None, ang_vel_world: Vec = None
     ) -> None:
         """Place or throw the base (scenarios, conformance checks); ``None`` leaves that part as it is."""
         ...

@@ -28,12 +28,12 @@ from pathlib import Path
 
 import numpy as np
 
-from spot_policy import contract
-from spot_policy.loader import load_spec
-from spot_policy.locate import locate_run
-from spot_policy.policy_spec import PolicySpec
-from spot_policy.stats import Rolling
-from spot_sim_bridge.backend import RobotState, SimBackend
+from spot_policy.core import contract
+from spot_policy.core.loader import load_spec
+from spot_policy.core.locate import locate_run
+from spot_policy.core.policy_spec import PolicySpec
+from spot_policy.core.stats import Rolling
+from spot_sim_bridge.core.backend import RobotState, SimBackend
 
 #: Backends this package can build by name ("isaac" needs Isaac Sim 5.x installed: docs/ISAAC_SIM.md).
 BACKENDS: tuple[str, ...] = ("mujoco", "isaac")
@@ -85,7 +85,7 @@ class Actuation:
 def load_actuation(policy: str | Path, logs_root: Path | None = None, policies_dir: Path | None = None) -> Actuation:
     """Gains, pose and rates of a policy given as the policy node takes it (run folder, onnx, name, latest).
 
-    Raises :class:`spot_policy.errors.PolicyLoadError`. The ONNX model is not opened.
+    Raises :class:`spot_policy.core.errors.PolicyLoadError`. The ONNX model is not opened.
     """
     return Actuation.from_spec(load_spec(locate_run(policy, logs_root, policies_dir)))
 
@@ -97,15 +97,15 @@ def make_backend(
 
     ``asset_path``: the robot model to load instead of the backend's own (MuJoCo: an MJCF file;
     Isaac Sim: a Spot USD, default the assets root's BostonDynamics spot.usd). A backend whose
-    simulator is not installed raises :class:`~spot_sim_bridge.backend.BackendUnavailable` at once,
+    simulator is not installed raises :class:`~spot_sim_bridge.core.backend.BackendUnavailable` at once,
     saying what to install. Simulators are imported only here, for the backend asked for.
     """
     if name == "mujoco":
-        from spot_sim_bridge.mujoco_backend import MujocoSpot  # imports MuJoCo (and picks its GL) lazily
+        from spot_sim_bridge.backends.mujoco import MujocoSpot  # imports MuJoCo (and picks its GL) lazily
 
         return MujocoSpot(physics_dt=physics_dt, friction=friction, payload_kg=payload_kg, model_path=asset_path)
     if name == "isaac":
-        from spot_sim_bridge.isaac_backend import IsaacSpot, require_isaacsim  # no isaacsim import yet
+        from spot_sim_bridge.backends.isaac import IsaacSpot, require_isaacsim  # no isaacsim import yet
 
         require_isaacsim()
         return IsaacSpot(physics_dt=physics_dt, friction=friction, payload_kg=payload_kg, usd_path=asset_path)
@@ -204,7 +204,7 @@ class BridgeCore:
 
         self._steps = 0
         self._next_state_step = 0.0
-        self._layouts: dict[tuple[str, ...], np.ndarray | str] = {}
+        self._layout = contract.JointLayout(self._joint_names)
         self._last_targets: np.ndarray | None = None
         self._last_command_step: int | None = None
         self._last_reject_report: tuple[str, float] | None = None
@@ -247,15 +247,10 @@ class BridgeCore:
     # ------------------------------------------------------------------ commands
     def command(self, names: Sequence[str], positions: Sequence[float]) -> bool:
         """Apply a joint_command (mapped by name). Returns False, counted and reported, if rejected."""
-        layout = self._layout(tuple(names))
-        if isinstance(layout, str):
-            return self._reject(layout)
-        if len(positions) != len(names):
-            return self._reject(f"{len(names)} names but {len(positions)} positions")
-        targets = np.asarray(positions, dtype=np.float64)[layout]
-        if not np.all(np.isfinite(targets)):
-            bad = [self._joint_names[i] for i in np.flatnonzero(~np.isfinite(targets))]
-            return self._reject(f"non-finite position for {', '.join(bad)}")
+        try:
+            targets = self._layout.take(names, positions)
+        except ValueError as exc:
+            return self._reject(str(exc))
         self.backend.set_targets(targets)
         self._last_targets = targets
         self.counters["commands"] += 1
@@ -272,33 +267,6 @@ class BridgeCore:
             self._set_safe(SafeBehaviour.NONE, "")
             self._emit("info", message)
         return True
-
-    def _layout(self, names: tuple[str, ...]) -> np.ndarray | str:
-        """Index array from a message's name order to the backend's, or the reason it cannot be mapped."""
-        cached = self._layouts.get(names)
-        if cached is not None:
-            return cached
-        where: dict[str, int] = {}
-        twice: list[str] = []
-        for i, name in enumerate(names):
-            joint = contract.canonical_joint_name(name)
-            if joint is None:
-                continue  # not a leg joint (an arm, a gripper): not ours to drive
-            if joint in where:
-                twice.append(joint)
-            where[joint] = i
-        missing = [j for j in self._joint_names if j not in where]
-        result: np.ndarray | str
-        if missing:
-            result = f"missing joints {', '.join(missing)}"
-        elif twice:
-            result = f"joints given twice: {', '.join(twice)}"
-        else:
-            result = np.array([where[j] for j in self._joint_names], dtype=np.intp)
-        if len(self._layouts) > 32:  # a sender that changes layouts constantly must not grow this
-            self._layouts.clear()
-        self._layouts[names] = result
-        return result
 
     def _reject(self, problem: str) -> bool:
         self.counters["rejected_commands"] += 1

@@ -1,6 +1,6 @@
 """``ros2 run spot_sim_bridge sim_bridge``: a simulated Spot behind the topic contract of DESIGN.md.
 
-A thin adapter around :class:`spot_sim_bridge.bridge_core.BridgeCore`: parameters, QoS, the
+A thin adapter around :class:`spot_sim_bridge.core.bridge.BridgeCore`: parameters, QoS, the
 stepping thread, services and diagnostics live here; every decision about commands, timeouts,
 safe behaviour and the lockstep protocol lives in the core module.
 
@@ -36,12 +36,14 @@ from rosgraph_msgs.msg import Clock as ClockMsg
 from sensor_msgs.msg import JointState
 from std_srvs.srv import Trigger
 
-from spot_policy import cdr, contract, paths, qos_events
-from spot_policy.hot_loop import HotInputs
-from spot_policy.node_main import run_node
-from spot_policy.state_publisher import StatePublisher, subscribe_joint_command, to_time
-from spot_sim_bridge.backend import RobotState
-from spot_sim_bridge.bridge_core import (
+from spot_policy.core import contract, paths
+from spot_policy.ros import cdr, qos_events
+from spot_policy.ros.hot_loop import HotInputs
+from spot_policy.ros.node_main import run_node
+from spot_policy.ros.node_parts import log_event, read_only
+from spot_policy.ros.state_publisher import StatePublisher, subscribe_joint_command, to_time
+from spot_sim_bridge.core.backend import RobotState
+from spot_sim_bridge.core.bridge import (
     BACKENDS,
     BridgeConfig,
     BridgeCore,
@@ -57,16 +59,10 @@ from spot_sim_bridge.bridge_core import (
 
 NODE_NAME = "sim_bridge"
 MODES = ("realtime", "lockstep")
-#: Matches the policy node's reliable depth-1 publisher; depth 10 so lockstep never drops one.
-COMMAND_QOS = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
 RESET_POSE_QOS = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE)
 #: The viewer is refreshed at about this rate (wall clock), not at every physics step.
 VIEWER_PERIOD_S = 1.0 / 60.0
 SWITCH_INTERVAL_S = 0.0005
-
-
-def _read_only(description: str) -> ParameterDescriptor:
-    return ParameterDescriptor(description=description, read_only=True)
 
 
 class SimBridgeNode(Node):
@@ -77,21 +73,21 @@ class SimBridgeNode(Node):
         declared = self.declare_parameters(
             "",
             [
-                ("policy", "spot_flat_mjx", _read_only("policy whose gains/pose/rates to use (as the policy node's)")),
-                ("logs_root", "", _read_only("folder of Isaac Lab runs, for policy 'latest'")),
-                ("backend", "mujoco", _read_only(f"physics engine: {', '.join(BACKENDS)}")),
-                ("asset_path", "", _read_only("robot model file for the backend; empty: its own Spot")),
-                ("mode", "realtime", _read_only("realtime (wall clock) or lockstep (one period per command)")),
-                ("state_rate_hz", 333.0, _read_only("realtime: clock and state publish rate")),
-                ("command_timeout_s", 0.1, _read_only("sim seconds without joint_command before on_command_loss")),
-                ("on_command_loss", "hold", _read_only("hold (last targets) or limp (damping only)")),
+                ("policy", "spot_flat_mjx", read_only("policy whose gains/pose/rates to use (as the policy node's)")),
+                ("logs_root", "", read_only("folder of Isaac Lab runs, for policy 'latest'")),
+                ("backend", "mujoco", read_only(f"physics engine: {', '.join(BACKENDS)}")),
+                ("asset_path", "", read_only("robot model file for the backend; empty: its own Spot")),
+                ("mode", "realtime", read_only("realtime (wall clock) or lockstep (one period per command)")),
+                ("state_rate_hz", 333.0, read_only("realtime: clock and state publish rate")),
+                ("command_timeout_s", 0.1, read_only("sim seconds without joint_command before on_command_loss")),
+                ("on_command_loss", "hold", read_only("hold (last targets) or limp (damping only)")),
                 ("friction", 0.8, ParameterDescriptor(description="ground-robot sliding friction")),
                 ("payload_kg", 0.0, ParameterDescriptor(description="mass added at the body's center of mass")),
-                ("command_delay_ms", 0.0, _read_only("actuator delay, 0-8 ms, rounded to physics steps")),
-                ("lockstep_wait_s", 0.2, _read_only("lockstep: wall seconds to wait for a command; <= 0 forever")),
+                ("command_delay_ms", 0.0, read_only("actuator delay, 0-8 ms, rounded to physics steps")),
+                ("lockstep_wait_s", 0.2, read_only("lockstep: wall seconds to wait for a command; <= 0 forever")),
                 ("push_velocity", [0.0, 0.5, 0.0], ParameterDescriptor(description="~/push kick, m/s world")),
-                ("diagnostics_period_s", 1.0, _read_only("diagnostics period (wall clock)")),
-                ("gui", False, _read_only("open the MuJoCo viewer when a display exists")),
+                ("diagnostics_period_s", 1.0, read_only("diagnostics period (wall clock)")),
+                ("gui", False, read_only("open the MuJoCo viewer when a display exists")),
             ],
         )
         p = {param.name: param.value for param in declared}
@@ -131,9 +127,9 @@ class SimBridgeNode(Node):
         self.diag_pub = self.create_publisher(
             DiagnosticArray, contract.TOPIC_DIAGNOSTICS, 10, event_callbacks=qos_events.internal_publisher()
         )
-        # lockstep: the node waits on joint_command itself (spot_policy.hot_loop), the executor
+        # lockstep: the node waits on joint_command itself (spot_policy.ros.hot_loop), the executor
         # catches up on services and timers in between; realtime: the executor delivers it.
-        self._command_input = subscribe_joint_command(self, COMMAND_QOS, self._on_command, hot=self.mode == "lockstep")
+        self._command_input = subscribe_joint_command(self, self._on_command, hot=self.mode == "lockstep")
         self.create_subscription(JointState, "~/reset_pose", self._on_reset_pose, RESET_POSE_QOS)
         self.create_service(Trigger, "~/reset", self._on_reset)
         self.create_service(Trigger, "~/push", self._on_push)
@@ -321,14 +317,7 @@ class SimBridgeNode(Node):
         return SetParametersResult(successful=True)
 
     def _on_event(self, level: str, message: str) -> None:
-        # rclpy binds one severity to each call site, hence three calls.
-        log = self.get_logger()
-        if level == "error":
-            log.error(message)
-        elif level == "warn":
-            log.warning(message)
-        else:
-            log.info(message)
+        log_event(self.get_logger(), level, message)
 
     # ---------------------------------------------------------------- viewer
     def _open_viewer(self, gui: bool) -> Any:

@@ -13,9 +13,9 @@ from nav_msgs.msg import Odometry
 from rclpy.serialization import serialize_message
 from sensor_msgs.msg import JointState
 
-from spot_policy import contract
-from spot_policy.bag_recorder import BagRecorder
-from spot_sim_bridge.replay_video import FPS, HEIGHT, WIDTH, ReplayError, read_trajectory, render_video
+from spot_policy.core import contract
+from spot_policy.ros.bag_recorder import BagRecorder
+from spot_policy_tools.replay_video import FPS, HEIGHT, WIDTH, ReplayError, read_trajectory, render_video
 
 T0_NS = 5_000_000_000
 DURATION_S = 1.0

@@ -1,0 +1,1 @@
+"""The robot bridge node: the core behind the topic contract."""

@@ -1,0 +1,1 @@
+"""The sim bridge node: the core behind the topic contract."""
