@@ -10,7 +10,7 @@ HERE = Path(__file__).resolve().parent
 setup(
     name=PACKAGE,
     python_requires=">=3.10",  # here, not in setup.cfg: colcon reads setup() keywords as literals
-    package_data={PACKAGE: ["model/*.xml", "model/*.csv"]},
+    package_data={PACKAGE: ["model/*.xml", "model/*.csv", "model/*.urdf"]},
     install_requires=["setuptools", "numpy", "mujoco"],
     entry_points={"console_scripts": ["sim_bridge = spot_sim_bridge.ros.sim_bridge_node:main"]},
 )

@@ -43,6 +43,13 @@ TOPIC_PROFILE_SEGMENT = "profile/segment"
 
 FRAME_ODOM = "odom"
 FRAME_BASE = "base_link"
+#: Spot's body link: the root of its URDF and the child of ``odom`` in ``/tf`` (as the Spot SDK and
+#: spot_ros2 name it); ``base_link`` (REP-105) is a fixed frame at the same place.
+FRAME_BODY = "body"
+#: The URDF (std_msgs/String, transient local) and the transforms every bridge publishes.
+TOPIC_ROBOT_DESCRIPTION = "robot_description"
+TOPIC_TF = "/tf"
+TOPIC_TF_STATIC = "/tf_static"
 
 
 def sdk_name(joint: str) -> str:
