@@ -37,6 +37,7 @@ from spot_policy.core.errors import PolicyLoadError
 from spot_policy.ros import qos_events
 from spot_policy.ros.node_parts import log_event, read_only
 from spot_policy.ros.state_publisher import StatePublisher, subscribe_joint_command
+from spot_sim_bridge.model import robot_description
 
 NODE_NAME = "hw_bridge"
 SWITCH_INTERVAL_S = 0.0005
@@ -93,7 +94,7 @@ class HwBridgeNode(Node):
         )
         credentials = Credentials.from_env()
 
-        self.state_out = StatePublisher(self, contract.SDK_JOINT_ORDER)
+        self.state_out = StatePublisher(self, contract.SDK_JOINT_ORDER, robot_description())
         self.diag_pub = self.create_publisher(
             DiagnosticArray, contract.TOPIC_DIAGNOSTICS, 10, event_callbacks=qos_events.internal_publisher()
         )

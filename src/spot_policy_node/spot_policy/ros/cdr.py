@@ -255,6 +255,35 @@ class OdometryEncoder:
         return bytes(self._template)
 
 
+class TFMessageEncoder:
+    """``tf2_msgs/TFMessage`` with a fixed list of (parent, child) frames: each message rewrites the
+    stamps and every transform's translation (x, y, z) and rotation (x, y, z, w)."""
+
+    def __init__(self, frames: Sequence[tuple[str, str]]) -> None:
+        self.frames = tuple(frames)
+        t = _Template()
+        t.out.extend(struct.pack("<I", len(self.frames)))
+        self._stamps: list[int] = []
+        values: list[int] = []
+        for parent, child in self.frames:
+            self._stamps.append(t.header(parent))
+            t.string(child)
+            values.append(t.doubles(7))
+        self._values = [t.view(at, 7) for at in values]
+        self._template = t.out
+
+    def __call__(self, stamp_ns: int, translations: np.ndarray, rotations: np.ndarray) -> bytes:
+        """``translations`` (n, 3) and ``rotations`` (n, 4: x, y, z, w), one row per frame pair."""
+        sec, nanosec = divmod(int(stamp_ns), 1_000_000_000)
+        template = self._template
+        for at in self._stamps:
+            struct.pack_into("<iI", template, at, sec, nanosec)
+        for view, translation, rotation in zip(self._values, translations, rotations, strict=True):
+            view[:3] = translation
+            view[3:] = rotation
+        return bytes(template)
+
+
 def encode_clock(stamp_ns: int) -> bytes:
     """``rosgraph_msgs/Clock``."""
     return b"\x00\x01\x00\x00" + struct.pack("<iI", *divmod(int(stamp_ns), 1_000_000_000))

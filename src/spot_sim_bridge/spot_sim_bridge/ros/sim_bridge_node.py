@@ -56,6 +56,7 @@ from spot_sim_bridge.core.bridge import (
     make_backend,
     pose_by_name,
 )
+from spot_sim_bridge.model import robot_description
 
 NODE_NAME = "sim_bridge"
 MODES = ("realtime", "lockstep")
@@ -123,7 +124,7 @@ class SimBridgeNode(Node):
         self.clock_pub = self.create_publisher(
             ClockMsg, contract.TOPIC_CLOCK, 10, event_callbacks=qos_events.internal_publisher()
         )
-        self.state_out = StatePublisher(self, self.core.backend.joint_names)
+        self.state_out = StatePublisher(self, self.core.backend.joint_names, robot_description())
         self.diag_pub = self.create_publisher(
             DiagnosticArray, contract.TOPIC_DIAGNOSTICS, 10, event_callbacks=qos_events.internal_publisher()
         )
