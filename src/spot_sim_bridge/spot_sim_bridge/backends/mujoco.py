@@ -30,11 +30,45 @@ from spot_sim_bridge.core.backend import (
     as_joint_array,
     default_joint_pos_array,
 )
+from spot_sim_bridge.core.terrain import TerrainSpec
 from spot_sim_bridge.model import SPOT_MJCF, load_knee_torque_table
 
 _BASE_JOINT = "base"
 _BASE_BODY = "base_link"
 _IMU_ACCELEROMETER = "imu_acc"
+_FLOOR = "floor"
+_TERRAIN = "terrain"
+
+
+def load_model(model_path: str | Path | None, terrain: TerrainSpec | None) -> mujoco.MjModel:
+    """The Spot model, on flat ground or on ``terrain`` (a height field that replaces the floor plane)."""
+    path = str(model_path or SPOT_MJCF)
+    if terrain is None or terrain.flat:
+        return mujoco.MjModel.from_xml_path(path)
+    spec = mujoco.MjSpec.from_file(path)
+    heights = terrain.heights()
+    low, high = float(heights.min()), float(heights.max())
+    span = max(high - low, 1e-3)
+    nrow, ncol = heights.shape
+    field = spec.add_hfield()
+    field.name = _TERRAIN
+    field.nrow, field.ncol = nrow, ncol
+    half_x = (terrain.x_max_m - terrain.x_min_m) / 2
+    field.size = [half_x, terrain.half_width_m, span, 0.2]
+    field.userdata = ((heights - low) / span).ravel().tolist()
+    floor = spec.geom(_FLOOR)
+    ground = spec.worldbody.add_geom()
+    ground.name = _TERRAIN
+    ground.type = mujoco.mjtGeom.mjGEOM_HFIELD
+    ground.hfieldname = _TERRAIN
+    ground.pos = [terrain.x_min_m + half_x, 0.0, low]
+    ground.contype, ground.conaffinity = 1, 1
+    ground.material = floor.material
+    ground.friction = floor.friction
+    # The plane stays for the look beyond the field's edge, a little below it and without contacts.
+    floor.contype, floor.conaffinity = 0, 0
+    floor.pos = [0.0, 0.0, low - 0.01]
+    return spec.compile()
 
 
 class MujocoSpot(BackendBase):
@@ -53,8 +87,11 @@ class MujocoSpot(BackendBase):
         payload_kg: float = 0.0,
         command_delay_steps: int = 0,
         model_path: str | Path | None = None,
+        terrain: TerrainSpec | None = None,
+        torque_limit_scale: float = 1.0,
     ) -> None:
-        self._model = mujoco.MjModel.from_xml_path(str(model_path or SPOT_MJCF))
+        self.terrain = terrain or TerrainSpec()
+        self._model = load_model(model_path, self.terrain)
         if physics_dt <= 0.0:
             raise ValueError(f"physics_dt must be > 0, got {physics_dt}")
         self._model.opt.timestep = physics_dt
@@ -97,8 +134,10 @@ class MujocoSpot(BackendBase):
         )
 
         # Work buffers of the hot loop (model order), allocated once.
+        self._torque_scale = 1.0
         self._effort_limit = np.full(n, contract.HIP_EFFORT_LIMIT)
         self._neg_limit = -self._effort_limit
+        self.set_torque_limit_scale(torque_limit_scale)
         self._damping_tau = np.zeros(n)
         self._latest_target = np.zeros(n)
         self._zero_kp = np.zeros(n)
@@ -193,12 +232,28 @@ class MujocoSpot(BackendBase):
             raise ValueError(f"friction must be finite and >= 0, got {mu}")
         self._model.geom_friction[self._contact_geoms, 0] = mu
 
-    def set_payload(self, kg: float) -> None:
-        """A point mass at the body COM: body mass grows, its inertia about the COM does not."""
+    def set_payload(self, kg: float, offset: Vec = None) -> None:
+        """A point mass at the body COM, or ``offset`` (m, body frame) from it: body mass grows, its
+        COM moves toward the payload and its inertia gains the point mass's (parallel axes)."""
         mass = self._base_mass0 + float(kg)
         if not np.isfinite(mass) or mass <= 0.0:
             raise ValueError(f"payload {kg} kg leaves a body mass of {mass} kg")
-        self._model.body_mass[self._base_body] = mass
+        at = np.zeros(3) if offset is None else np.asarray(offset, dtype=np.float64).reshape(3)
+        if not np.all(np.isfinite(at)) or np.any(np.abs(at) > 0.5):
+            raise ValueError(f"payload offset {list(at)} m must be finite and within 0.5 m of the body's COM")
+        model, body = self._model, self._base_body
+        if not hasattr(self, "_base_com0"):
+            self._base_com0 = model.body_ipos[body].copy()
+            self._base_inertia0 = model.body_inertia[body].copy()
+        shift = float(kg) * at / mass  # the new COM, relative to the old one
+        d_body, d_load = -shift, at - shift
+        inertia = self._base_inertia0.copy()
+        for m, d in ((self._base_mass0, d_body), (float(kg), d_load)):
+            inertia += m * (np.dot(d, d) - d * d)  # diagonal of the parallel-axis term
+        model.body_ipos[body] = self._base_com0 + shift
+        model.body_inertia[body] = inertia
+        model.body_mass[body] = mass
+        self.payload_kg = float(kg)
         # mj_setConst recomputes derived masses from qpos0 and overwrites the state: keep it.
         data = self._data
         saved = (data.time, data.qpos.copy(), data.qvel.copy(), data.qacc_warmstart.copy())
@@ -219,6 +274,18 @@ class MujocoSpot(BackendBase):
     @property
     def total_mass(self) -> float:
         return float(self._model.body_subtreemass[self._base_body])
+
+    @property
+    def torque_limit_scale(self) -> float:
+        return self._torque_scale
+
+    def set_torque_limit_scale(self, scale: float) -> None:
+        """Scale the hips' 45 N*m and the knees' angle-dependent limits (a weaker or stronger robot)."""
+        if not np.isfinite(scale) or not 0.1 <= scale <= 3.0:
+            raise ValueError(f"torque limit scale must be within 0.1-3.0, got {scale}")
+        self._torque_scale = float(scale)
+        self._effort_limit[:] = contract.HIP_EFFORT_LIMIT * self._torque_scale
+        self._neg_limit[:] = -self._effort_limit
 
     @property
     def command_delay_steps(self) -> int:
@@ -280,6 +347,8 @@ class MujocoSpot(BackendBase):
 
         knees = self._knee_slots
         knee_limit = np.interp(q[knees], self._knee_angles, self._knee_torques)
+        if self._torque_scale != 1.0:
+            knee_limit *= self._torque_scale
         limit[knees] = knee_limit
         self._neg_limit[knees] = -knee_limit
         np.minimum(tau, limit, out=tau)

@@ -34,11 +34,17 @@ from spot_policy.core.locate import locate_run
 from spot_policy.core.policy_spec import PolicySpec
 from spot_policy.core.stats import Rolling
 from spot_sim_bridge.core.backend import RobotState, SimBackend
+from spot_sim_bridge.core.sensors import Sensed, SensorConfig, SensorModel
+from spot_sim_bridge.core.terrain import TerrainSpec
 
 #: Backends this package can build by name ("isaac" needs Isaac Sim 5.x installed: docs/ISAAC_SIM.md).
 BACKENDS: tuple[str, ...] = ("mujoco", "isaac")
 #: Isaac Lab randomizes the actuator delay over 0-4 physics steps at 500 Hz: 0-8 ms.
 MAX_COMMAND_DELAY_MS = 8.0
+#: Latency added on top of it (a slow link, a loaded computer): the evaluation sweeps 0-40 ms.
+MAX_ADDED_COMMAND_LATENCY_MS = 100.0
+#: Actuator strength scales the evaluation sweeps (0.8-1.2) sit well inside these.
+ACTUATOR_SCALE_RANGE = (0.1, 3.0)
 
 Event = Callable[[str, str], None]  # (level: "info" | "warn" | "error", message)
 
@@ -91,7 +97,12 @@ def load_actuation(policy: str | Path, logs_root: Path | None = None, policies_d
 
 
 def make_backend(
-    name: str, physics_dt: float, friction: float = 0.8, payload_kg: float = 0.0, asset_path: str | None = None
+    name: str,
+    physics_dt: float,
+    friction: float = 0.8,
+    payload_kg: float = 0.0,
+    asset_path: str | None = None,
+    terrain: TerrainSpec | None = None,
 ) -> SimBackend:
     """Build a backend by name; an unknown name is a ``ValueError`` that lists what exists.
 
@@ -103,7 +114,11 @@ def make_backend(
     if name == "mujoco":
         from spot_sim_bridge.backends.mujoco import MujocoSpot  # imports MuJoCo (and picks its GL) lazily
 
-        return MujocoSpot(physics_dt=physics_dt, friction=friction, payload_kg=payload_kg, model_path=asset_path)
+        return MujocoSpot(
+            physics_dt=physics_dt, friction=friction, payload_kg=payload_kg, model_path=asset_path, terrain=terrain
+        )
+    if terrain is not None and not terrain.flat:
+        raise ValueError(f"terrain '{terrain.kind}' is built by the mujoco backend only; use backend mujoco")
     if name == "isaac":
         from spot_sim_bridge.backends.isaac import IsaacSpot, require_isaacsim  # no isaacsim import yet
 
@@ -156,6 +171,11 @@ class BridgeConfig:
     on_command_loss: CommandLoss = CommandLoss.HOLD
     command_delay_ms: float = 0.0
     state_rate_hz: float = 333.0  # realtime mode's state stream (Spot's own is about 333 Hz)
+    added_command_latency_ms: float = 0.0  # on top of command_delay_ms, whole physics steps
+    kp_scale: float = 1.0  # actuator strength: the policy's kp times this
+    torque_limit_scale: float = 1.0  # actuator strength: hip and knee torque limits times this
+    payload_offset: tuple[float, float, float] = (0.0, 0.0, 0.0)  # payload position from the body COM, m
+    sensors: SensorConfig = dataclasses.field(default_factory=SensorConfig)  # exact by default
 
 
 class BridgeCore:
@@ -197,10 +217,30 @@ class BridgeCore:
         self._timeout_steps = max(1, round(config.command_timeout_s / dt))
         self._state_period_steps = max(1.0, 1.0 / (config.state_rate_hz * dt))
         self._delay_steps = command_delay_steps(config.command_delay_ms, dt)
+        added = config.added_command_latency_ms
+        if not (math.isfinite(added) and 0.0 <= added <= MAX_ADDED_COMMAND_LATENCY_MS):
+            raise ValueError(
+                f"added_command_latency_ms must be within 0-{MAX_ADDED_COMMAND_LATENCY_MS:g} ms, got {added}"
+            )
+        self._delay_steps += round(added * 1e-3 / dt)
+        low, high = ACTUATOR_SCALE_RANGE
+        for what in ("kp_scale", "torque_limit_scale"):
+            value = getattr(config, what)
+            if not (math.isfinite(value) and low <= value <= high):
+                raise ValueError(f"actuator_{what} must be within {low:g}-{high:g}, got {value}")
+        if config.torque_limit_scale != 1.0:
+            scale_limits = getattr(backend, "set_torque_limit_scale", None)
+            if scale_limits is None:
+                raise ValueError(f"the {type(backend).__name__} backend cannot scale torque limits; use 1.0")
+            scale_limits(config.torque_limit_scale)
+        self.sensors = SensorModel(config.sensors, dt)
 
         names = self._joint_names
-        backend.set_gains(actuation.in_order(actuation.kp, names), actuation.in_order(actuation.kd, names))
+        kp = actuation.in_order(actuation.kp, names) * config.kp_scale
+        backend.set_gains(kp, actuation.in_order(actuation.kd, names))
         backend.set_command_delay(self._delay_steps)
+        if any(config.payload_offset):
+            self.set_payload(getattr(backend, "payload_kg", 0.0), config.payload_offset)
 
         self._steps = 0
         self._next_state_step = 0.0
@@ -286,14 +326,17 @@ class BridgeCore:
     def step_physics(self, n: int = 1) -> None:
         """Advance ``n`` physics steps, entering the safe behaviour at the step the timeout expires."""
         remaining = int(n)
+        record = self.sensors.latency_steps > 0  # late sensors need the state of every step
         while remaining > 0:
             self._check_command_age()
-            chunk = remaining
+            chunk = 1 if record else remaining
             if self.safe is SafeBehaviour.NONE and self._last_command_step is not None:
                 chunk = min(chunk, max(1, self._last_command_step + self._timeout_steps - self._steps))
             self.backend.step(chunk)
             self._steps += chunk
             remaining -= chunk
+            if record:
+                self.sensors.record(self._steps, self.backend.state())
         self._check_command_age()
 
     def advance_to(self, sim_time: float) -> int:
@@ -319,6 +362,10 @@ class BridgeCore:
     def state(self) -> RobotState:
         """The backend's state stamped with the bridge's monotonic sim time."""
         return dataclasses.replace(self.backend.state(), sim_time=self.sim_time)
+
+    def sensed(self, state: RobotState | None = None) -> Sensed:
+        """The current instant as the robot's sensors report it (the true state unless configured)."""
+        return self.sensors.sense(self._steps, self.state() if state is None else state)
 
     def _check_command_age(self) -> None:
         if (
@@ -363,6 +410,7 @@ class BridgeCore:
                 raise ValueError(f"unknown joints in the reset pose: {', '.join(unknown)}")
             joint_pos.update({k: float(v) for k, v in pose.items()})
         self.backend.reset(joint_pos)  # also clears limp and sets the targets to the pose
+        self.sensors.reset()
         self._last_targets = None
         self._last_command_step = None
 
@@ -376,8 +424,13 @@ class BridgeCore:
     def set_friction(self, mu: float) -> None:
         self.backend.set_friction(float(mu))
 
-    def set_payload(self, kg: float) -> None:
-        self.backend.set_payload(float(kg))
+    def set_payload(self, kg: float, offset: Sequence[float] | None = None) -> None:
+        """Payload mass on the body, at its COM or ``offset`` m from it (body frame; MuJoCo only)."""
+        offset = offset if offset is not None else self.config.payload_offset
+        if any(offset):
+            self.backend.set_payload(float(kg), offset)  # type: ignore[call-arg]
+        else:
+            self.backend.set_payload(float(kg))
 
     # ------------------------------------------------------------------ reporting
     def status(self) -> dict[str, object]:
