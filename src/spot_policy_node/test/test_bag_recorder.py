@@ -23,7 +23,7 @@ import pytest
 import yaml
 from builtin_interfaces.msg import Time
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
-from geometry_msgs.msg import Twist
+from geometry_msgs.msg import TransformStamped, Twist
 from mcap.reader import make_reader
 from nav_msgs.msg import Odometry
 from rclpy.context import Context
@@ -82,7 +82,19 @@ def sample_messages(i: int) -> dict[str, tuple[str, object]]:
         "/policy_node/action": ("std_msgs/msg/Float32MultiArray", Float32MultiArray(data=[0.5] * 12)),
         "/policy_node/step": ("std_msgs/msg/Int64MultiArray", Int64MultiArray(data=[i, 10**18 + i] + [0] * 11)),
         "/policy_node/events": ("std_msgs/msg/String", String(data=f'{{"seq": {i}, "event": "log"}}')),
+        "/robot_description": ("std_msgs/msg/String", String(data=f'<robot name="spot{i}"/>')),
+        "/tf": ("tf2_msgs/msg/TFMessage", tf_message(i, contract.FRAME_ODOM, contract.FRAME_BODY)),
+        "/tf_static": ("tf2_msgs/msg/TFMessage", tf_message(i, contract.FRAME_BODY, contract.FRAME_BASE)),
     }
+
+
+def tf_message(i: int, parent: str, child: str) -> object:
+    from tf2_msgs.msg import TFMessage  # built by scripts/setup
+
+    transform = TransformStamped(child_frame_id=child)
+    transform.header.stamp, transform.header.frame_id = Time(sec=10 + i), parent
+    transform.transform.translation.x, transform.transform.rotation.w = 0.1 * i, 1.0
+    return TFMessage(transforms=[transform])
 
 
 N_CORE = 5
@@ -245,7 +257,9 @@ def test_node_records_every_message_at_sim_time(ros_context: Context, tmp_path: 
         if topic in SENSOR_TOPICS - {"/clock"}:
             return qos_profile_sensor_data
         # as the profile player and the policy node's events
-        return latched if topic in (f"/{contract.TOPIC_PROFILE_SEGMENT}", "/policy_node/events") else reliable
+        latched_topics = (f"/{contract.TOPIC_PROFILE_SEGMENT}", "/policy_node/events", "/robot_description")
+        latched_topics += ("/tf_static",)
+        return latched if topic in latched_topics else reliable
 
     publishers = {
         topic: publisher_node.create_publisher(type(msg), topic, qos(topic)) for topic, (_, msg) in samples.items()

@@ -140,7 +140,7 @@ def bag_record_command(out: str | Path, sim_time: bool = True) -> list[str] | No
         return None
     from spot_policy.ros.recorder_node import DEFAULT_TOPICS  # rclpy: only where ros2 exists
 
-    topics = ["/" + entry.split(":")[0] for entry in DEFAULT_TOPICS]
+    topics = ["/" + entry.split(":")[0].lstrip("/") for entry in DEFAULT_TOPICS]
     return [ros2, "bag", "record", "-s", "mcap", "-o", str(out), *(["--use-sim-time"] if sim_time else []), *topics]
 
 

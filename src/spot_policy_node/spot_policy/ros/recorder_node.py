@@ -59,7 +59,14 @@ from spot_policy.ros.state_publisher import plain_cdr_fallback
 
 NODE_NAME = "recorder"
 #: Topics on which a best-effort subscription is the compatible choice (any publisher QoS).
-LATCHED_TOPICS = frozenset({contract.TOPIC_PROFILE_SEGMENT, "policy_node/events"})
+LATCHED_TOPICS = frozenset(
+    {
+        contract.TOPIC_PROFILE_SEGMENT,
+        "policy_node/events",
+        contract.TOPIC_ROBOT_DESCRIPTION,
+        contract.TOPIC_TF_STATIC.lstrip("/"),
+    }
+)
 BEST_EFFORT_TOPICS = frozenset({contract.TOPIC_JOINT_STATES, contract.TOPIC_IMU, contract.TOPIC_ODOM, "clock"})
 #: Deep queues: a lockstep run publishes in bursts much faster than real time.
 QUEUE_DEPTH = 1000
@@ -76,6 +83,10 @@ DEFAULT_TOPICS: tuple[str, ...] = (
     f"{contract.TOPIC_DIAGNOSTICS}:diagnostic_msgs/msg/DiagnosticArray",
     f"{contract.TOPIC_CLOCK}:rosgraph_msgs/msg/Clock",
     f"{contract.TOPIC_PROFILE_SEGMENT}:std_msgs/msg/String",
+    # What Foxglove and RViz2 need to show the robot from the bag.
+    f"{contract.TOPIC_ROBOT_DESCRIPTION}:std_msgs/msg/String",
+    f"{contract.TOPIC_TF}:tf2_msgs/msg/TFMessage",
+    f"{contract.TOPIC_TF_STATIC}:tf2_msgs/msg/TFMessage",
     "policy_node/observation:std_msgs/msg/Float32MultiArray",
     "policy_node/action:std_msgs/msg/Float32MultiArray",
     # What `spot-policy replay` needs to re-run the node (spot_policy.ros.debug_stream).
