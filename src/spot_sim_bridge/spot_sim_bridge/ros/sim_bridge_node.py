@@ -18,6 +18,7 @@ The node keeps its own threads off the ROS clock: it *is* the clock (``clock``, 
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import sys
@@ -27,13 +28,15 @@ from typing import Any
 
 import numpy as np
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+from nav_msgs.msg import Odometry
 from rcl_interfaces.msg import ParameterDescriptor, SetParametersResult
 from rclpy.clock import Clock, ClockType
 from rclpy.node import Node
 from rclpy.parameter import Parameter
-from rclpy.qos import QoSProfile, ReliabilityPolicy
+from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 from rosgraph_msgs.msg import Clock as ClockMsg
 from sensor_msgs.msg import JointState
+from std_msgs.msg import String
 from std_srvs.srv import Trigger
 
 from spot_policy.core import contract, paths
@@ -56,6 +59,8 @@ from spot_sim_bridge.core.bridge import (
     make_backend,
     pose_by_name,
 )
+from spot_sim_bridge.core.sensors import SensorConfig
+from spot_sim_bridge.core.terrain import terrain_from_params
 from spot_sim_bridge.model import robot_description
 
 NODE_NAME = "sim_bridge"
@@ -64,6 +69,64 @@ RESET_POSE_QOS = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE)
 #: The viewer is refreshed at about this rate (wall clock), not at every physics step.
 VIEWER_PERIOD_S = 1.0 / 60.0
 SWITCH_INTERVAL_S = 0.0005
+#: The evaluation's topics (issue 16): latched, so a late subscriber gets the newest.
+LATCHED_QOS = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
+EVENTS_QOS = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
+GROUND_TRUTH_QOS = QoSProfile(depth=50, reliability=ReliabilityPolicy.RELIABLE)
+#: The world the simulated robot lives in and what its sensors do to the state (read-only).
+WORLD_PARAMETERS: tuple[tuple[str, Any, str], ...] = (
+    ("terrain", "flat", "ground: flat, slope, rough or steps (mujoco backend)"),
+    ("terrain_slope_deg", 0.0, "slope: degrees, + uphill in +x"),
+    ("terrain_rough_amplitude_m", 0.03, "rough: random heights within 0..this, m"),
+    ("terrain_step_height_m", 0.04, "steps: height of each step, m (- down)"),
+    ("terrain_step_length_m", 0.6, "steps: run of each step, m"),
+    ("terrain_start_x_m", 1.0, "where the terrain starts ahead of the robot's start, m"),
+    ("terrain_seed", 0, "rough: random seed"),
+    ("actuator_kp_scale", 1.0, "actuator strength: the policy's kp times this"),
+    ("actuator_torque_limit_scale", 1.0, "actuator strength: torque limits times this"),
+    ("payload_offset", [0.0, 0.0, 0.0], "payload position from the body's COM, m (body frame)"),
+    ("added_command_latency_ms", 0.0, "joint_command latency on top of command_delay_ms"),
+    ("sense_seed", 0, "random seed of the sensor noise, drops and drift"),
+    ("sense_noise_base_lin_vel", 0.0, "uniform noise amplitude on the odometry twist, m/s"),
+    ("sense_noise_base_ang_vel", 0.0, "uniform noise amplitude on the angular velocity, rad/s"),
+    ("sense_noise_projected_gravity", 0.0, "uniform tilt noise of the orientation, rad"),
+    ("sense_noise_joint_pos", 0.0, "uniform noise amplitude on joint positions, rad"),
+    ("sense_noise_joint_vel", 0.0, "uniform noise amplitude on joint velocities, rad/s"),
+    ("imu_gyro_bias", [0.0, 0.0, 0.0], "constant gyro bias, rad/s (body frame)"),
+    ("imu_tilt_bias_deg", [0.0, 0.0], "constant roll, pitch error of the orientation, deg"),
+    ("velocity_bias", [0.0, 0.0, 0.0], "constant odometry velocity error, m/s (body frame)"),
+    ("velocity_drift", 0.0, "random walk of the odometry velocity error, m/s per sqrt(s)"),
+    ("sense_latency_ms", 0.0, "state published this late, ms"),
+    ("sense_drop_probability", 0.0, "probability that a state instant is lost"),
+    ("fault_nan_at_s", -1.0, "fault injection: one joint_states with a NaN at this sim time (< 0: never)"),
+    ("fault_stale_topic", "", "fault injection: joint_states, imu or odom stops (empty: none)"),
+    ("fault_stale_at_s", -1.0, "fault injection: sim time the stale topic stops"),
+    ("fault_stale_duration_s", 0.0, "fault injection: how long it stays stopped (<= 0: to the end)"),
+    ("publish_ground_truth", False, "publish ~/ground_truth/odom and ~/ground_truth/joint_states (exact state)"),
+    ("lockstep_barrier", False, "lockstep: never run past the time on ~/run_until (a harness paces the sim)"),
+)
+
+
+def sensor_config(p: dict[str, Any]) -> SensorConfig:
+    """The sensor model from the bridge's parameters."""
+    return SensorConfig(
+        seed=int(p["sense_seed"]),
+        noise_base_lin_vel=float(p["sense_noise_base_lin_vel"]),
+        noise_base_ang_vel=float(p["sense_noise_base_ang_vel"]),
+        noise_projected_gravity=float(p["sense_noise_projected_gravity"]),
+        noise_joint_pos=float(p["sense_noise_joint_pos"]),
+        noise_joint_vel=float(p["sense_noise_joint_vel"]),
+        imu_gyro_bias=tuple(float(v) for v in p["imu_gyro_bias"]),  # type: ignore[arg-type]
+        imu_tilt_bias_deg=tuple(float(v) for v in p["imu_tilt_bias_deg"]),  # type: ignore[arg-type]
+        velocity_bias=tuple(float(v) for v in p["velocity_bias"]),  # type: ignore[arg-type]
+        velocity_drift=float(p["velocity_drift"]),
+        latency_ms=float(p["sense_latency_ms"]),
+        drop_probability=float(p["sense_drop_probability"]),
+        fault_nan_at_s=float(p["fault_nan_at_s"]),
+        fault_stale_topic=str(p["fault_stale_topic"]),
+        fault_stale_at_s=float(p["fault_stale_at_s"]),
+        fault_stale_duration_s=float(p["fault_stale_duration_s"]),
+    )
 
 
 class SimBridgeNode(Node):
@@ -85,10 +148,11 @@ class SimBridgeNode(Node):
                 ("friction", 0.8, ParameterDescriptor(description="ground-robot sliding friction")),
                 ("payload_kg", 0.0, ParameterDescriptor(description="mass added at the body's center of mass")),
                 ("command_delay_ms", 0.0, read_only("actuator delay, 0-8 ms, rounded to physics steps")),
-                ("lockstep_wait_s", 0.2, read_only("lockstep: wall seconds to wait for a command; <= 0 forever")),
+                ("lockstep_wait_s", 0.2, ParameterDescriptor(description="lockstep: wall s to wait for a command")),
                 ("push_velocity", [0.0, 0.5, 0.0], ParameterDescriptor(description="~/push kick, m/s world")),
                 ("diagnostics_period_s", 1.0, read_only("diagnostics period (wall clock)")),
                 ("gui", False, read_only("open the MuJoCo viewer when a display exists")),
+                *((name, default, read_only(text)) for name, default, text in WORLD_PARAMETERS),
             ],
         )
         p = {param.name: param.value for param in declared}
@@ -110,13 +174,20 @@ class SimBridgeNode(Node):
             friction=float(p["friction"]),
             payload_kg=float(p["payload_kg"]),
             asset_path=str(p["asset_path"]) or None,
+            terrain=terrain_from_params(p),
         )
         config = BridgeConfig(
             command_timeout_s=float(p["command_timeout_s"]),
             on_command_loss=CommandLoss(str(p["on_command_loss"])),
             command_delay_ms=float(p["command_delay_ms"]),
             state_rate_hz=float(p["state_rate_hz"]),
+            added_command_latency_ms=float(p["added_command_latency_ms"]),
+            kp_scale=float(p["actuator_kp_scale"]),
+            torque_limit_scale=float(p["actuator_torque_limit_scale"]),
+            payload_offset=tuple(float(v) for v in p["payload_offset"]),  # type: ignore[arg-type]
+            sensors=sensor_config(p),
         )
+        self.events_pub = self.create_publisher(String, "~/events", EVENTS_QOS)
         self._lock = threading.Lock()  # serializes every use of the core (stepping thread, callbacks)
         self.core = BridgeCore(backend, actuation, config, self._on_event)
         self.backend_name = str(p["backend"])
@@ -128,6 +199,25 @@ class SimBridgeNode(Node):
         self.diag_pub = self.create_publisher(
             DiagnosticArray, contract.TOPIC_DIAGNOSTICS, 10, event_callbacks=qos_events.internal_publisher()
         )
+        self._partial_imu = cdr.ImuEncoder(contract.FRAME_BASE)
+        self._partial_odom = cdr.OdometryEncoder(contract.FRAME_ODOM, contract.FRAME_BASE)
+        self._partial_joints = cdr.JointStateEncoder([str(n) for n in self.core.backend.joint_names])
+        self._ground_truth: tuple[Any, Any] | None = None
+        if bool(p["publish_ground_truth"]):
+            self._ground_truth = (
+                self.create_publisher(Odometry, "~/ground_truth/odom", GROUND_TRUTH_QOS),
+                self.create_publisher(JointState, "~/ground_truth/joint_states", GROUND_TRUTH_QOS),
+            )
+        # lockstep_barrier: a harness (the evaluation) sets how far the sim may run; held there
+        # with a step owed, the bridge says so on ~/held and waits for a later ~/run_until.
+        self._barrier = bool(p["lockstep_barrier"]) and self.mode == "lockstep"
+        self._run_until_ns = 0
+        self._owed_step = False
+        self._held_ns: int | None = None
+        self._period_ns = round(actuation.control_dt * 1e9)
+        if self._barrier:
+            self.held_pub = self.create_publisher(ClockMsg, "~/held", LATCHED_QOS)
+            self.create_subscription(ClockMsg, "~/run_until", self._on_run_until, LATCHED_QOS)
         # lockstep: the node waits on joint_command itself (spot_policy.ros.hot_loop), the executor
         # catches up on services and timers in between; realtime: the executor delivers it.
         self._command_input = subscribe_joint_command(self, self._on_command, hot=self.mode == "lockstep")
@@ -137,6 +227,7 @@ class SimBridgeNode(Node):
         self.add_on_set_parameters_callback(self._on_set_parameters)
 
         self._reset_pose: dict[str, float] | None = None
+        self._last_injected = ""
         self._diag_at = (time.monotonic(), self.core.sim_time, 0)
         self._viewer = self._open_viewer(bool(p["gui"]))
         self._viewer_synced = 0.0
@@ -200,7 +291,11 @@ class SimBridgeNode(Node):
     def _publish_lockstep(self) -> None:
         """Publish the state the policy must answer next; restarts the wait (call with the lock held)."""
         assert self.gate is not None
-        self._publish_state()
+        while not self._publish_state():  # a lost instant: no answer comes, the last targets stay
+            if not self._may_step():
+                self._hold()
+                return
+            self.core.lockstep_step()
         self.gate.published(time.monotonic())
         self._wait_timer.reset()
         self._sync_viewer(locked=True)
@@ -210,6 +305,9 @@ class SimBridgeNode(Node):
         with self._lock:
             if self.gate.command(time.monotonic()) is LockstepAction.STEP:
                 self.core.command(names, positions)
+                if not self._may_step():
+                    self._hold()
+                    return
                 self.core.lockstep_step()
             self._publish_lockstep()  # (a command answering a pre-reset state is dropped)
 
@@ -217,31 +315,89 @@ class SimBridgeNode(Node):
         """No command for lockstep_wait_s: advance anyway under the safe behaviour (or finish a reset)."""
         assert self.gate is not None
         with self._lock:
+            if self._owed_step:
+                return  # held at the barrier
             action = self.gate.timer(time.monotonic())
+            if action is LockstepAction.STEP and self._barrier and self.core.command_age_s is None:
+                action = LockstepAction.PUBLISH  # under a barrier sim time waits for the first command
             if action is LockstepAction.STEP:
+                if not self._may_step():
+                    self._hold()
+                    return
                 self.core.lockstep_step()
             if action is not LockstepAction.NOTHING:
                 self._publish_lockstep()
 
+    def _may_step(self) -> bool:
+        return not self._barrier or self.core.sim_time_ns + self._period_ns <= self._run_until_ns
+
+    def _hold(self) -> None:
+        """At the barrier with a step owed: say so once on ~/held (call with the lock held)."""
+        self._owed_step = True
+        now_ns = self.core.sim_time_ns
+        if self._held_ns != now_ns:
+            self._held_ns = now_ns
+            self.held_pub.publish(ClockMsg(clock=to_time(now_ns)))
+
+    def _on_run_until(self, msg: ClockMsg) -> None:
+        with self._lock:
+            self._run_until_ns = max(self._run_until_ns, msg.clock.sec * 1_000_000_000 + msg.clock.nanosec)
+            if self._owed_step and self._may_step():
+                self._owed_step = False
+                self.core.lockstep_step()
+                self._publish_lockstep()
+
     # ---------------------------------------------------------------- publishing
-    def _publish_state(self) -> None:
-        """Clock, imu, odom, then joint_states, one stamp (an input-triggered policy waits for all three)."""
-        state: RobotState = self.core.state()
+    def _publish_state(self) -> bool:
+        """Clock, imu, odom, then joint_states, one stamp (an input-triggered policy waits for all three),
+        as the robot's sensors report them; False when the sensors lost this instant."""
+        truth: RobotState = self.core.state()
         stamp_ns = self.core.sim_time_ns
         self.clock_pub.publish(cdr.encode_clock(stamp_ns))
-
+        if self._ground_truth is not None:
+            w, x, y, z = truth.base_quat
+            odom_pub, joints_pub = self._ground_truth
+            odom_pub.publish(
+                self._partial_odom(
+                    stamp_ns, truth.base_pos, (x, y, z, w), truth.base_lin_vel_body, truth.base_ang_vel_body
+                )
+            )
+            joints_pub.publish(self._partial_joints(stamp_ns, truth.q, truth.dq, truth.tau))
+        if self.core.sensors.exact:
+            state, topics = truth, None
+        else:
+            sensed = self.core.sensed(truth)
+            if sensed.injected and sensed.injected != self._last_injected:
+                self._on_event("warn", f"fault injected: {sensed.injected} at {stamp_ns * 1e-9:.3f} s")
+            self._last_injected = sensed.injected
+            if sensed.dropped:
+                return False
+            state, topics = sensed.state, sensed.publish
         w, x, y, z = state.base_quat
-        self.state_out.publish(
-            stamp_ns,
-            (x, y, z, w),
-            state.base_ang_vel_body,
-            state.imu_lin_acc,
-            state.base_pos,
-            state.base_lin_vel_body,
-            state.q,
-            state.dq,
-            state.tau,
-        )
+        if topics is None or len(topics) == 3:
+            self.state_out.publish(
+                stamp_ns,
+                (x, y, z, w),
+                state.base_ang_vel_body,
+                state.imu_lin_acc,
+                state.base_pos,
+                state.base_lin_vel_body,
+                state.q,
+                state.dq,
+                state.tau,
+            )
+            return True
+        out = self.state_out  # a stale-input fault: the instant without one topic
+        if "imu" in topics:
+            out.imu_pub.publish(self._partial_imu(stamp_ns, (x, y, z, w), state.base_ang_vel_body, state.imu_lin_acc))
+        if "odom" in topics:
+            odom = self._partial_odom(
+                stamp_ns, state.base_pos, (x, y, z, w), state.base_lin_vel_body, state.base_ang_vel_body
+            )
+            out.odom_pub.publish(odom)
+        if "joint_states" in topics:
+            out.joint_states_pub.publish(self._partial_joints(stamp_ns, state.q, state.dq, state.tau))
+        return True
 
     # ---------------------------------------------------------------- inputs
     def hot_inputs(self) -> HotInputs | None:
@@ -296,8 +452,16 @@ class SimBridgeNode(Node):
         return kick
 
     def _on_set_parameters(self, params: list[Parameter]) -> SetParametersResult:
-        """friction, payload_kg and push_velocity change at runtime; others are read-only."""
+        """friction, payload_kg, push_velocity and lockstep_wait_s change at runtime; others are read-only."""
         by_name = {p.name: p.value for p in params}
+        if "lockstep_wait_s" in by_name and self.gate is not None:
+            wait = float(by_name["lockstep_wait_s"])
+            if not math.isfinite(wait):
+                return SetParametersResult(successful=False, reason=f"lockstep_wait_s must be finite, got {wait}")
+            with self._lock:
+                self.gate.wait_s = wait
+                self._wait_timer.timer_period_ns = round(self.gate.timer_period_s * 1e9)
+                self._wait_timer.reset()
         try:
             push = self._check_push_velocity(by_name["push_velocity"]) if "push_velocity" in by_name else None
             friction = by_name.get("friction")
@@ -319,6 +483,12 @@ class SimBridgeNode(Node):
 
     def _on_event(self, level: str, message: str) -> None:
         log_event(self.get_logger(), level, message)
+        publisher = getattr(self, "events_pub", None)
+        if publisher is not None:  # sim-time stamped, for recordings (the evaluation's safety checks)
+            record = {"t_ns": self.core.sim_time_ns if hasattr(self, "core") else 0, "level": level, "message": message}
+            if hasattr(self, "core"):
+                record["safe_behaviour"] = self.core.safe.value
+            publisher.publish(String(data=json.dumps(record)))
 
     # ---------------------------------------------------------------- viewer
     def _open_viewer(self, gui: bool) -> Any:
