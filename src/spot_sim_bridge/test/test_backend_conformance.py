@@ -6,9 +6,11 @@ policy config's gains, REP-103 frames (body-frame twist, gravity, IMU), joint ta
 their own joint, the bridge's safe behaviour on command loss, and bit-identical lockstep replays
 where the backend claims them (``deterministic``).
 
-MuJoCo runs here (and in CI). Isaac Sim runs wherever ``isaacsim`` (5.x, Python 3.11) imports; it
-cannot be installed on this project's CI, where its cases are skipped with the reason. Isaac Sim
-keeps one stage per process, so its cases share one backend, reset to nominal before each.
+MuJoCo runs here (and in CI). Isaac Sim runs wherever ``isaacsim`` imports (5.x on Python 3.11,
+6.x on Python 3.12); it cannot be installed on this project's CI, where its cases are skipped with
+the reason. Isaac Sim keeps one stage per process, so its cases share one backend, reset to
+nominal before each; Kit is closed after the last case (``close()`` returns: the backend starts
+it with ``fast_shutdown`` off, so pytest goes on and reports every case).
 """
 
 from __future__ import annotations
@@ -78,7 +80,7 @@ def fresh(name: str) -> SimBackend:
 
 @pytest.fixture(scope="module", autouse=True)
 def _close_shared_backends() -> Iterator[None]:
-    """Isaac Sim's Kit must be shut down explicitly at the end (it runs once per process)."""
+    """Isaac Sim's Kit is shut down after the module's last case (it starts once per process)."""
     yield
     if _shared.pop("isaac", None) is not None:
         close_app()

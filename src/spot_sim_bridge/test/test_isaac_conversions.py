@@ -1,25 +1,21 @@
-"""The Isaac Sim backend's pure parts, and its failure where Isaac Sim is not installed.
+"""The Isaac Sim backend's computations: name mapping, frames, the IMU, the PD law, the standing height.
 
-Isaac Sim itself cannot be installed here; everything the backend computes (name mapping, frames,
-the IMU, the PD law, the standing height) is checked here, much of it against the MuJoCo backend,
-which implements the same contract independently.
+Isaac Sim itself cannot be installed here; what the backend computes is checked here, much of it
+against the MuJoCo backend, which implements the same contract independently. Release, Python,
+Kit's start and shutdown, the USD and the scene settings: ``test_isaac_backend.py``.
 """
 
 from __future__ import annotations
 
 import math
-import sys
-import time
 
 import numpy as np
 import pytest
 
 from spot_policy.core import contract
-from spot_sim_bridge.backends import isaac as isaac_backend
 from spot_sim_bridge.backends import isaac_conversions as conv
 from spot_sim_bridge.backends.mujoco import MujocoSpot
-from spot_sim_bridge.core.backend import BackendUnavailable, default_joint_pos_array, quat_to_matrix
-from spot_sim_bridge.core.bridge import make_backend
+from spot_sim_bridge.core.backend import default_joint_pos_array, quat_to_matrix
 from spot_sim_bridge.model import load_knee_torque_table
 
 ISAAC = contract.ISAAC_JOINT_ORDER
@@ -188,37 +184,3 @@ def test_standing_height_matches_the_mujoco_models_touchdown(knee: float) -> Non
     assert height == pytest.approx(float(spot.state().base_pos[2]), abs=1e-9)
     feet = conv.foot_centers_body(default_joint_pos_array(pose))
     np.testing.assert_allclose(feet[0] * [1, -1, 1], feet[1], atol=1e-12)  # left/right mirror
-
-
-# --- without Isaac Sim --------------------------------------------------------------------------
-
-
-def test_usd_path_precedence(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delenv(isaac_backend.USD_PATH_ENV, raising=False)
-    root = "omniverse://localhost/NVIDIA/Assets/Isaac/5.1"
-    assert isaac_backend.resolve_usd_path(None, root + "/") == root + "/Isaac/Robots/BostonDynamics/spot/spot.usd"
-    assert isaac_backend.resolve_usd_path("/data/spot.usd", root) == "/data/spot.usd"
-    monkeypatch.setenv(isaac_backend.USD_PATH_ENV, "/env/spot.usd")
-    assert isaac_backend.resolve_usd_path(None, root) == "/env/spot.usd"
-    monkeypatch.delenv(isaac_backend.USD_PATH_ENV)
-    with pytest.raises(BackendUnavailable, match="asset_path"):
-        isaac_backend.resolve_usd_path(None, None)
-
-
-def test_wrong_python_is_named(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(sys, "version_info", (3, 12, 3, "final", 0))
-    reason = isaac_backend.isaac_unavailable_reason()
-    assert reason is not None and "runs on Python 3.11 only; this is Python 3.12.3" in reason
-
-
-@pytest.mark.skipif(isaac_backend.isaac_unavailable_reason() is None, reason="Isaac Sim is installed here")
-def test_isaac_backend_fails_at_once_saying_what_to_install() -> None:
-    started = time.perf_counter()
-    with pytest.raises(BackendUnavailable) as refused:
-        make_backend("isaac", 0.002)
-    assert time.perf_counter() - started < 1.0
-    message = str(refused.value)
-    assert "\n" not in message and isinstance(refused.value, ValueError)
-    assert "Isaac Sim 5.x" in message and "Python 3.11" in message and "RTX" in message
-    assert "pip install 'isaacsim[all,extscache]==5.1.0' --extra-index-url https://pypi.nvidia.com" in message
-    assert "isaacsim" not in sys.modules  # nothing was imported on the way
