@@ -17,8 +17,8 @@ from rosbags.rosbag2 import Reader
 
 from spot_policy.core import paths
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src" / "spot_policy_node" / "test"))
 from policy_fixtures import make_run
+from round_trip import replay_or_reason
 
 EXE = Path(sys.executable).with_name("spot-policy")
 SHIPPED = paths.config_dir() / "policies" / "spot_flat_mjx"
@@ -170,6 +170,10 @@ def check_mechanics(out: Path, profile: Path, policy: Path) -> None:
         topics = {c.topic for c in reader.connections}
     assert {"/joint_states", "/imu/data", "/odom", "/joint_command", "/cmd_vel", "/profile/segment"} <= topics
     assert "lease returned: True" in output
+    # A robot recording replays through the same command (real time: exactly, or the replay names
+    # the best-effort message the recorder lost).
+    report = replay_or_reason(out / "bag", exact=False)
+    assert report is None or (report.passed and report.walk_steps > 20), report.first_divergence
 
 
 @pytest.mark.skipif(

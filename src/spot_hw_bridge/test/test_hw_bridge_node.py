@@ -32,7 +32,6 @@ from spot_policy.ros import bringup
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "spot_policy_node" / "test"))
 from hw_fixtures import PASSWORD, USERNAME, running_emulator, wait_for
-
 from policy_fixtures import make_run
 from ros_harness import Spinner
 

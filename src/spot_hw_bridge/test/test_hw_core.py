@@ -34,7 +34,6 @@ from hw_fixtures import (
     running_emulator,
     wait_for,
 )
-
 from policy_fixtures import make_run
 
 pytestmark = pytest.mark.filterwarnings("ignore:read_binary is deprecated:DeprecationWarning")

@@ -137,7 +137,12 @@ def build_parser() -> argparse.ArgumentParser:
         "than the recorded one: a comparison of the two, no verdict.",
     )
     p.add_argument("bag", type=Path, help="a rosbag2 bag folder (or its .mcap) recorded with the policy node")
-    p.add_argument("--policy", required=True, help="run folder, policy.onnx or shipped policy name to replay with")
+    p.add_argument(
+        "--policy",
+        default=None,
+        help="run folder, policy.onnx or shipped policy name to replay with (default: the one the bag names, "
+        "checked against its recorded ONNX SHA-256); another policy compares the two on the same inputs",
+    )
     p.add_argument("--out", type=Path, default=None, help="folder to write replay.json and replay.png into")
     p.add_argument("--tolerance", type=float, default=1e-6, help="largest accepted absolute difference (default: 1e-6)")
     p.set_defaults(func=cmd_replay)

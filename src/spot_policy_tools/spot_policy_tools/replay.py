@@ -10,9 +10,12 @@ must be in the bag; the recorder's default topics and ``publish_debug: true`` gi
 
 - Order: the node numbers its step records and events (``seq``); replay walks them in that order.
   Before each one it feeds the inputs the node had received by then, in the bag's receive order:
-  joint_states, imu and odom up to the message whose header stamp the node names as its newest,
-  cmd_vel up to the node's count (aligned once by arrival time, in case the recorder missed the
-  first ones). So which inputs a step saw does not depend on DDS delivery order in the recorder.
+  joint_states, imu and odom up to the message whose header stamp the node names as its newest.
+  cmd_vel comes from the node's own record, not the bag's /cmd_vel: each step record and event
+  carries the values of the newest cmd_vel the node had and its arrival, so a replay hands the
+  controller exactly that command whatever the recorder received (a recorder in another process
+  can see a message the node never got, or miss one it got). So which inputs a step saw does not
+  depend on DDS delivery order in the recorder.
 - Time: each input is given to the controller with its receive time: the node's own clock for
   the newest message of each input (recorded), the recorder's for those in between (which only
   the fault checks on them see); header stamps go in as stamps. Steps and mode switches run at the
@@ -24,8 +27,9 @@ must be in the bag; the recorder's default topics and ``publish_debug: true`` gi
   is checked for at the recorded time; the controller's messages (mode entries, faults, cmd_vel
   timeouts) are compared one by one.
 
-With a policy whose ONNX file differs from the recorded one (by SHA-256), the same run compares
-the two policies' actions on the recorded inputs and passes no verdict.
+Without ``--policy`` the replay uses the policy the recording names (its ``start`` event), checked
+against the recorded ONNX SHA-256. With a policy whose ONNX file differs from the recorded one, the
+same run compares the two policies' actions on the recorded inputs and passes no verdict.
 """
 
 from __future__ import annotations
@@ -37,7 +41,7 @@ import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -280,19 +284,31 @@ def _assemble(
 # --- replaying --------------------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class Delivery:
+    """One input to hand to the node before a sync point."""
+
+    kind: str
+    message: InputMessage
+    recv_ns: int  # when the node received it (its clock)
+    index: int | None  # position in rec.inputs[kind]; None for cmd_vel (taken from the node's record)
+
+
 class InputSchedule:
-    """Which recorded inputs reach the node before each sync point, in receive order, and when.
+    """Which inputs reach the node before each sync point, in receive order, and when.
 
     Shared by the offline replay (which hands them to a controller) and the in-ROS replay test
     (which publishes them over DDS).
     """
 
-    VIEW_RECV: ClassVar[dict[str, int]] = {"joint_states": 2, "imu": 2, "odom": 2, "cmd_vel": 1}
+    STATE_KINDS = ("joint_states", "imu", "odom")
 
     def __init__(self, rec: Recording) -> None:
         self.rec = rec
-        self.next = dict.fromkeys(debug.INPUT_KINDS, 0)
-        self.offset: dict[str, int | None] = dict.fromkeys(debug.INPUT_KINDS)
+        self.next = dict.fromkeys(self.STATE_KINDS, 0)
+        self.offset: dict[str, int | None] = dict.fromkeys(self.STATE_KINDS)
+        self.cmd_vel_n = 0
+        self.superseded = 0  # cmd_vel messages the node replaced before any step or event saw them
         self.notes: list[str] = []
 
     def _topic(self, kind: str) -> str:
@@ -310,22 +326,7 @@ class InputSchedule:
                 f"has no {self._topic(kind)}; fix: record every contract topic"
             )
         low = max(0, self.next[kind] - 1)  # the last message fed may still be the newest
-        offset = self.offset[kind]
-        guess = n - 1 - (offset or 0)
-        if kind == "cmd_vel":  # no header: count, aligned once by arrival time
-            if offset is None:
-                recv = int(entry[1])
-                best = min(range(low, len(msgs)), key=lambda j: (abs(msgs[j].t_ns - recv), abs(j - guess)))
-                self.offset[kind] = offset = n - 1 - best
-                if offset:
-                    self.notes.append(f"the bag lacks the first {offset} cmd_vel message(s) the node received")
-            index = n - 1 - offset
-            if not low <= index < len(msgs):
-                raise ReplayError(
-                    f"{self.rec.bag}: the policy node had received {n} cmd_vel messages by record {seq}; the bag "
-                    f"has {len(msgs)} ({self._topic(kind)}); fix: re-record (the recorder dropped some)"
-                )
-            return index
+        guess = n - 1 - (self.offset[kind] or 0)
         stamp_ns = int(entry[1])
         if low <= guess < len(msgs) and msgs[guess].stamp_ns == stamp_ns:
             return guess
@@ -337,15 +338,34 @@ class InputSchedule:
                 "loaded machine drops some in real time); fix: re-record, e.g. in lockstep"
             )
         index = min(matches, key=lambda j: abs(j - guess))
-        if offset is not None:
+        if self.offset[kind] is not None:
             self.notes.append(f"{kind}: the node and the recorder did not get the same messages (record {seq})")
         self.offset[kind] = n - 1 - index
         return index
 
-    def due(self, point: SyncPoint) -> list[tuple[str, int, int]]:
-        """``(input kind, index in rec.inputs[kind], receive time ns)`` to deliver before ``point``."""
+    def _cmd_vel(self, entry: list[int], seq: int) -> Delivery | None:
+        """The node's newest cmd_vel, when it is one the replay has not handed over yet."""
+        n = int(entry[0]) if entry else 0
+        if n <= self.cmd_vel_n:
+            return None
+        values = debug.command_of(entry)
+        if values is None:
+            raise ReplayError(
+                f"{self.rec.bag}: record {seq} does not say which cmd_vel the node had (recorded by an older "
+                "spot_policy); fix: replay with the version that recorded it, or re-record"
+            )
+        # Messages superseded before any step or event saw them changed nothing the node did but its
+        # clip counter: the newest is the one every later step used.
+        self.superseded += n - self.cmd_vel_n - 1
+        self.cmd_vel_n = n
+        recv_ns = int(entry[1])
+        return Delivery("cmd_vel", InputMessage(-1, recv_ns, 0, 0.0, values), recv_ns, None)
+
+    def due(self, point: SyncPoint) -> list[Delivery]:
+        """What to deliver before ``point``: the node's newest cmd_vel, then the state inputs in the
+        bag's receive order."""
         targets = {}
-        for kind in debug.INPUT_KINDS:
+        for kind in self.STATE_KINDS:
             index = self._target(kind, point.view.get(kind, []), point.seq)
             if index is not None:
                 targets[kind] = index
@@ -354,15 +374,17 @@ class InputSchedule:
             for kind, index in targets.items()
             for j in range(self.next[kind], index + 1)
         )
-        newest = {kind: int(point.view[kind][self.VIEW_RECV[kind]]) for kind in targets}
-        out = []
+        newest = {kind: int(point.view[kind][2]) for kind in targets}
+        # cmd_vel first: it arrived before this sync point, and a node stepping on joint_states
+        # (input trigger) must have it before the state that completes the instant.
+        command = self._cmd_vel(point.view.get("cmd_vel", []), point.seq)
+        out = [] if command is None else [command]
         for _, kind, j in batch:
             # The newest message of each input arrives at the node's own recorded time; the ones
             # before it (superseded before any step) at the recorder's, but no later than the newest
             # (a busy recorder stamps late).
-            out.append(
-                (kind, j, newest[kind] if j == targets[kind] else min(self.rec.inputs[kind][j].t_ns, newest[kind]))
-            )
+            m = self.rec.inputs[kind][j]
+            out.append(Delivery(kind, m, newest[kind] if j == targets[kind] else min(m.t_ns, newest[kind]), j))
         for kind, index in targets.items():
             self.next[kind] = max(self.next[kind], index + 1)
         return out
@@ -509,8 +531,8 @@ def _rerun(rec: Recording, loaded: LoadedPolicy, config: ControllerConfig, notes
     k = -1
     for point in rec.points:
         current[0] = point.seq
-        for kind, j, recv_ns in schedule.due(point):
-            _deliver(controller, kind, rec.inputs[kind][j], recv_ns * 1e-9)
+        for d in schedule.due(point):
+            _deliver(controller, d.kind, d.message, d.recv_ns * 1e-9)
         t = point.t_ns * 1e-9
         event = point.event or {}
         if point.kind == "step":
@@ -562,6 +584,8 @@ def _rerun(rec: Recording, loaded: LoadedPolicy, config: ControllerConfig, notes
         if point.kind != "step":
             recorded_mode = str(event.get("mode", recorded_mode))
     notes += schedule.notes
+    if schedule.superseded:
+        notes.append(f"{schedule.superseded} cmd_vel message(s) were replaced by a newer one before any step used them")
     if trace.unmatched:
         notes.append(f"{trace.unmatched} step record(s) have no joint_command in the bag (not compared)")
     return trace
@@ -798,15 +822,63 @@ def write_outputs(report: ReplayReport, out: Path) -> None:
 # --- command line -----------------------------------------------------------------------------
 
 
+def recorded_policy(rec: Recording) -> LoadedPolicy:
+    """The policy the recording names, checked against its recorded ONNX SHA-256.
+
+    Tried in order: the node's ``policy`` parameter as given (a shipped name or a path), the run
+    folder it resolved to, the ONNX file. ``ReplayError`` in one line when none is here unchanged.
+    """
+    from spot_policy.core.errors import PolicyLoadError
+    from spot_policy.core.loader import load_policy
+
+    start = rec.start
+    if start is None or "onnx_sha256" not in start:
+        raise ReplayError(f"{rec.bag}: the recording does not name its policy (no 'start' event); fix: --policy PATH")
+    want = str(start["onnx_sha256"])
+    tried: list[str] = []
+    for candidate in dict.fromkeys(str(start.get(k) or "") for k in ("policy_arg", "policy", "onnx")):
+        if not candidate or (candidate == "latest" and not start.get("logs_root")):
+            continue
+        try:
+            loaded = load_policy(
+                candidate,
+                providers=["cpu"],
+                intra_op_threads=1,
+                logs_root=start.get("logs_root") or None,
+                policies_dir=paths.config_dir() / "policies",
+                log=lambda _m: None,
+            )
+        except PolicyLoadError as exc:
+            tried.append(f"{candidate}: {str(exc).split(';')[0]}")
+            continue
+        have = onnx_sha256(loaded.spec.onnx_path)
+        if have == want:
+            return loaded
+        tried.append(f"{candidate}: its ONNX differs (SHA-256 {have[:12]}, recorded {want[:12]})")
+    raise ReplayError(
+        f"{rec.bag}: the recorded policy is not here unchanged ({'; '.join(tried) or 'no path recorded'}); "
+        f"fix: --policy PATH to the run folder or policy.onnx it was recorded with (SHA-256 {want[:12]}...)"
+    )
+
+
 def main(args: argparse.Namespace) -> int:
     """0: matched (or a comparison of two policies); 1: diverged beyond the tolerance; 2: bad input."""
     from spot_policy.core.loader import load_policy
 
-    loaded = load_policy(
-        args.policy, providers=["cpu"], intra_op_threads=1, policies_dir=paths.config_dir() / "policies", log=print
-    )
     try:
-        report = replay(read_recording(args.bag), loaded, args.tolerance)
+        rec = read_recording(args.bag)
+        if args.policy is None:
+            loaded = recorded_policy(rec)
+            print(f"policy: {loaded.spec.run_dir} (as recorded, ONNX SHA-256 matches)")
+        else:
+            loaded = load_policy(
+                args.policy,
+                providers=["cpu"],
+                intra_op_threads=1,
+                policies_dir=paths.config_dir() / "policies",
+                log=print,
+            )
+        report = replay(rec, loaded, args.tolerance)
     except ReplayError as exc:
         print(f"spot-policy replay: error: {exc}", file=sys.stderr)
         return 2

@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 import rclpy
 from builtin_interfaces.msg import Time
+from geometry_msgs.msg import Twist, Vector3
 from rclpy.parameter import Parameter
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 from rosbags.rosbag2 import Reader
@@ -221,11 +222,16 @@ def test_golden_bag_played_over_dds_into_the_policy_node() -> None:
         schedule = InputSchedule(rec)
         steps = 0
         for point in rec.points:
-            for kind, j, recv_ns in schedule.due(point):
-                set_clock(recv_ns)
-                count = node.view.record[offsets[kind]]
-                publishers[kind].publish(raw[rec.topics[kind]][j])
-                assert wait_until(lambda k=kind, c=count: node.view.record[offsets[k]] > c, 2, poll=0.0002), kind
+            for d in schedule.due(point):
+                set_clock(d.recv_ns)
+                count = node.view.record[offsets[d.kind]]
+                if d.index is None:  # cmd_vel: the values the node's record names
+                    vx, vy, wz = d.message.values
+                    publishers[d.kind].publish(Twist(linear=Vector3(x=vx, y=vy), angular=Vector3(z=wz)))
+                else:
+                    publishers[d.kind].publish(raw[rec.topics[d.kind]][d.index])
+                k = d.kind
+                assert wait_until(lambda k=k, c=count: node.view.record[offsets[k]] > c, 2, poll=0.0002), k
             if point.kind == "step":
                 steps += 1
                 assert wait_until(lambda n=steps: len(h.commands) >= n, 2, poll=0.0002), f"no command {steps}"

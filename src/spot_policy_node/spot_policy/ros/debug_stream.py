@@ -11,7 +11,9 @@ another process does not see. So the node says it, per step and per event:
 - ``~/step`` (std_msgs/Int64MultiArray, fields :data:`STEP_FIELDS`): one per published
   joint_command: a sequence number shared with the events, the step's clock time and the
   *input view*: per input, how many messages the node had received, the header stamp of the
-  newest and the node's clock when it arrived (cmd_vel has no header: count and arrival).
+  newest and the node's clock when it arrived; cmd_vel has no header: its count, arrival and the
+  values of the newest (float64 bit patterns), so a replay hands the controller exactly the command
+  the node had, whatever the recorder received.
 - ``~/events`` (std_msgs/String, JSON, reliable and transient-local, so a recorder that joins
   late still gets the ``start`` record): ``start`` (policy, ONNX hash, controller config, layouts),
   ``request`` (a ~/stand, ~/walk or ~/stop call and its answer), ``reset``, and ``log`` (every
@@ -51,7 +53,12 @@ STEP_FIELDS: tuple[str, ...] = (
     "odom.recv_ns",
     "cmd_vel.n",
     "cmd_vel.recv_ns",
+    "cmd_vel.vx",
+    "cmd_vel.vy",
+    "cmd_vel.wz",
 )
+#: The command values travel in the int64 record as their float64 bit patterns (exact, no scaling).
+_AS_FLOAT64, _AS_INT64 = struct.Struct("=3d"), struct.Struct("=3q")
 #: Offsets of each input's fields in :data:`STEP_FIELDS`.
 JOINT_STATES, IMU, ODOM, CMD_VEL = 2, 5, 8, 11
 
@@ -69,19 +76,20 @@ class InputView:
         r[offset + 1] = stamp_ns
         r[offset + 2] = recv_ns
 
-    def cmd_vel(self, recv_ns: int) -> None:
+    def cmd_vel(self, recv_ns: int, vx: float, vy: float, wz: float) -> None:
         r = self.record
         r[CMD_VEL] += 1
         r[CMD_VEL + 1] = recv_ns
+        r[CMD_VEL + 2], r[CMD_VEL + 3], r[CMD_VEL + 4] = _AS_INT64.unpack(_AS_FLOAT64.pack(vx, vy, wz))
 
     def as_dict(self) -> dict[str, list[int]]:
-        """The view for an event's JSON: ``{input: [n, stamp_ns, recv_ns]}`` (cmd_vel: ``[n, recv_ns]``)."""
+        """The view for an event's JSON: ``{input: [n, stamp_ns, recv_ns]}`` (cmd_vel: ``[n, recv_ns, vx, vy, wz]``)."""
         r = self.record
         return {
             "joint_states": list(r[JOINT_STATES : JOINT_STATES + 3]),
             "imu": list(r[IMU : IMU + 3]),
             "odom": list(r[ODOM : ODOM + 3]),
-            "cmd_vel": list(r[CMD_VEL : CMD_VEL + 2]),
+            "cmd_vel": list(r[CMD_VEL : CMD_VEL + 5]),
         }
 
 
@@ -112,5 +120,13 @@ def view_from_step(values: list[int] | tuple[int, ...]) -> dict[str, list[int]]:
         "joint_states": v[JOINT_STATES : JOINT_STATES + 3],
         "imu": v[IMU : IMU + 3],
         "odom": v[ODOM : ODOM + 3],
-        "cmd_vel": v[CMD_VEL : CMD_VEL + 2],
+        "cmd_vel": v[CMD_VEL : CMD_VEL + 5],
     }
+
+
+def command_of(cmd_vel_view: list[int]) -> tuple[float, float, float] | None:
+    """(vx, vy, wz) the node had from a view's ``cmd_vel`` entry; None in a record of an older
+    node that did not say (it recorded only the count and arrival)."""
+    if len(cmd_vel_view) < 5:
+        return None
+    return _AS_FLOAT64.unpack(_AS_INT64.pack(*cmd_vel_view[2:5]))

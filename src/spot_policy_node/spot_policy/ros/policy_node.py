@@ -73,6 +73,7 @@ class PolicyNode(Node):
         self.trigger = str(params["trigger"])
         if self.trigger not in TRIGGERS:
             raise ValueError(f"parameter trigger is '{self.trigger}'; use one of {', '.join(TRIGGERS)}")
+        self._policy_arg, self._logs_root = str(params["policy"]), str(params["logs_root"])
         self.loaded: LoadedPolicy = load_policy(
             params["policy"],
             providers=list(params["providers"]),
@@ -227,9 +228,10 @@ class PolicyNode(Node):
         # Under simulated time the node's clock can lag the newest state by one HotLoop catch-up
         # (/clock is read there, the states at once): cmd_vel arrived no earlier than that state.
         now_ns = max(self.get_clock().now().nanoseconds, self._newest_input_ns)
-        self.view.cmd_vel(now_ns)
+        vx, vy, wz = msg.linear.x, msg.linear.y, msg.angular.z
+        self.view.cmd_vel(now_ns, vx, vy, wz)
         self._op, self._op_ns = "input", now_ns
-        self.controller.cmd_vel(msg.linear.x, msg.linear.y, msg.angular.z, now_ns * 1e-9)
+        self.controller.cmd_vel(vx, vy, wz, now_ns * 1e-9)
 
     # ---------------------------------------------------------------- stepping
     def _after_input(self, now_ns: int) -> None:
@@ -294,6 +296,8 @@ class PolicyNode(Node):
             "start",
             node=f"{self.get_namespace().rstrip('/')}/{self.get_name()}",
             policy=str(spec.run_dir),
+            policy_arg=self._policy_arg,  # as the user gave it: a shipped name, a path, "latest"
+            logs_root=self._logs_root,
             onnx=str(spec.onnx_path),
             onnx_sha256=hashlib.sha256(spec.onnx_path.read_bytes()).hexdigest(),
             provider=self.loaded.model.provider,

@@ -107,6 +107,12 @@ class FramePublisher:
         self.published += 1
 
 
+#: A lock-stepped simulator's state QoS: reliable with a deep history, so a recorder starved of CPU
+#: loses nothing (lockstep has no real-time budget to protect); sensor-data (best-effort) readers
+#: such as the policy node match it as well.
+LOCKSTEP_STATE_QOS = QoSProfile(depth=1000, reliability=ReliabilityPolicy.RELIABLE)
+
+
 class StatePublisher:
     """Publishes one state instant: imu and odom first, joint_states last (an input-triggered policy
     node steps on joint_states once that instant's imu and odom are in); then ``/tf``.
@@ -121,12 +127,13 @@ class StatePublisher:
         joint_names: Sequence[str],
         robot_description: str | None = None,
         tf_rate_hz: float = TF_RATE_HZ,
+        qos: QoSProfile = qos_profile_sensor_data,
     ) -> None:
         warn = node.get_logger().warning
 
         def publisher(msg_type: type, topic: str):
             events = qos_events.contract_publisher(topic, warn)
-            return node.create_publisher(msg_type, topic, qos_profile_sensor_data, event_callbacks=events)
+            return node.create_publisher(msg_type, topic, qos, event_callbacks=events)
 
         self.imu_pub = publisher(Imu, contract.TOPIC_IMU)
         self.odom_pub = publisher(Odometry, contract.TOPIC_ODOM)

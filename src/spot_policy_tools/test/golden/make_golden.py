@@ -29,7 +29,7 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-TEST_DIR = HERE.parent
+TEST_DIR = HERE.parents[2] / "spot_policy_node" / "test"  # the shared test helpers (policy_fixtures, ros_harness)
 POLICY = HERE / "policy"
 SCRIPTED = ("stale_imu", "nan_joint_states", "lost_cmd_vel")
 ALL = ("sim_default", "robot_emulator", *SCRIPTED)
@@ -49,11 +49,11 @@ def write_policy() -> None:
         checkpoint.unlink()  # deployment never reads them
 
 
-def compact(src: Path, name: str) -> Path:
-    """``src`` rewritten into ``golden/<name>``: no diagnostics, zstd chunks."""
+def compact(src: Path, name: str, into: Path = HERE) -> Path:
+    """``src`` rewritten into ``<into>/<name>`` (default: golden/): no diagnostics, zstd chunks."""
     from spot_policy.ros.bag_recorder import copy_bag
 
-    dst = HERE / name
+    dst = into / name
     shutil.rmtree(dst, ignore_errors=True)
     counts = copy_bag(src, dst, keep=lambda topic: not topic.endswith("diagnostics"))
     size = sum(f.stat().st_size for f in dst.iterdir())
@@ -78,8 +78,11 @@ def make_robot_emulator(work: Path) -> None:
     compact(out / "bag", "robot_emulator")
 
 
-def make_scripted(work: Path, case: str) -> None:
-    """One fault case: stand, walk with a varying cmd_vel, then the fault; recorded over DDS."""
+def make_scripted(work: Path, case: str, compact_into: Path = HERE) -> None:
+    """One fault case: stand, walk with a varying cmd_vel, then the fault; recorded over DDS.
+
+    Needs rclpy not yet initialised in this process's default context (it inits and shuts it down).
+    """
     import numpy as np
     import rclpy
     from builtin_interfaces.msg import Time
@@ -194,7 +197,7 @@ def make_scripted(work: Path, case: str) -> None:
         for n in (node, recorder, h):
             n.destroy_node()
         rclpy.shutdown()
-    compact(bag, case)
+    compact(bag, case, compact_into)
 
 
 def main(argv: list[str]) -> int:

@@ -33,7 +33,7 @@ from rcl_interfaces.msg import ParameterDescriptor, SetParametersResult
 from rclpy.clock import Clock, ClockType
 from rclpy.node import Node
 from rclpy.parameter import Parameter
-from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
+from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 from rosgraph_msgs.msg import Clock as ClockMsg
 from sensor_msgs.msg import JointState
 from std_msgs.msg import String
@@ -44,7 +44,7 @@ from spot_policy.ros import cdr, qos_events
 from spot_policy.ros.hot_loop import HotInputs
 from spot_policy.ros.node_main import run_node
 from spot_policy.ros.node_parts import log_event, read_only
-from spot_policy.ros.state_publisher import StatePublisher, subscribe_joint_command, to_time
+from spot_policy.ros.state_publisher import LOCKSTEP_STATE_QOS, StatePublisher, subscribe_joint_command, to_time
 from spot_sim_bridge.core.backend import RobotState
 from spot_sim_bridge.core.bridge import (
     BACKENDS,
@@ -195,7 +195,12 @@ class SimBridgeNode(Node):
         self.clock_pub = self.create_publisher(
             ClockMsg, contract.TOPIC_CLOCK, 10, event_callbacks=qos_events.internal_publisher()
         )
-        self.state_out = StatePublisher(self, self.core.backend.joint_names, robot_description())
+        self.state_out = StatePublisher(
+            self,
+            self.core.backend.joint_names,
+            robot_description(),
+            qos=LOCKSTEP_STATE_QOS if self.mode == "lockstep" else qos_profile_sensor_data,
+        )
         self.diag_pub = self.create_publisher(
             DiagnosticArray, contract.TOPIC_DIAGNOSTICS, 10, event_callbacks=qos_events.internal_publisher()
         )
