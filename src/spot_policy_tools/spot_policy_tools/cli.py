@@ -22,6 +22,7 @@ examples:
   spot-policy robot --emulator --profile default --out runs/robot   # the robot path on the Spot API emulator
   spot-policy emulator --port 50443 --fault estop@30               # a Spot to dry-run robot.launch.py against
   spot-policy replay runs/stand/bag --policy spot_flat_mjx --out runs/stand/replay
+  spot-policy doctor --backend isaac                # what the Isaac Sim backend needs on this machine
 """
 
 
@@ -172,6 +173,17 @@ def build_parser() -> argparse.ArgumentParser:
         add_emulator_arguments(p)
     except ImportError:
         pass
+
+    from spot_policy_tools import doctor
+
+    p = sub.add_parser(
+        "doctor",
+        help="check what the Isaac Sim backend needs, one line each: ok, or the fix",
+        description="Python, Isaac Sim release, GPU, EULA, the policy's physics scene, the Spot USD and its joint "
+        "names against the contract (the last two start Isaac Sim where the rest allows). Exit 1 on a failure.",
+    )
+    doctor.add_arguments(p)
+    p.set_defaults(func=doctor.main)
     return parser
 
 
