@@ -37,7 +37,7 @@ from spot_sim_bridge.core.backend import RobotState, SimBackend
 from spot_sim_bridge.core.sensors import Sensed, SensorConfig, SensorModel
 from spot_sim_bridge.core.terrain import TerrainSpec
 
-#: Backends this package can build by name ("isaac" needs Isaac Sim 5.x installed: docs/ISAAC_SIM.md).
+#: Backends this package can build by name ("isaac" needs Isaac Sim 5.x or 6.x installed: docs/ISAAC_SIM.md).
 BACKENDS: tuple[str, ...] = ("mujoco", "isaac")
 #: Isaac Lab randomizes the actuator delay over 0-4 physics steps at 500 Hz: 0-8 ms.
 MAX_COMMAND_DELAY_MS = 8.0
@@ -103,11 +103,13 @@ def make_backend(
     payload_kg: float = 0.0,
     asset_path: str | None = None,
     terrain: TerrainSpec | None = None,
+    env_yaml: str | Path | None = None,
 ) -> SimBackend:
     """Build a backend by name; an unknown name is a ``ValueError`` that lists what exists.
 
     ``asset_path``: the robot model to load instead of the backend's own (MuJoCo: an MJCF file;
-    Isaac Sim: a Spot USD, default the assets root's BostonDynamics spot.usd). A backend whose
+    Isaac Sim: a Spot USD, default the assets root's BostonDynamics spot.usd). ``env_yaml``: the
+    policy's env.yaml (Isaac Sim takes its physics scene and spawn settings from it). A backend whose
     simulator is not installed raises :class:`~spot_sim_bridge.core.backend.BackendUnavailable` at once,
     saying what to install. Simulators are imported only here, for the backend asked for.
     """
@@ -123,7 +125,9 @@ def make_backend(
         from spot_sim_bridge.backends.isaac import IsaacSpot, require_isaacsim  # no isaacsim import yet
 
         require_isaacsim()
-        return IsaacSpot(physics_dt=physics_dt, friction=friction, payload_kg=payload_kg, usd_path=asset_path)
+        return IsaacSpot(
+            physics_dt=physics_dt, friction=friction, payload_kg=payload_kg, usd_path=asset_path, env_yaml=env_yaml
+        )
     raise ValueError(f"backend '{name}' does not exist; available: {', '.join(BACKENDS)}")
 
 
@@ -149,6 +153,23 @@ def pose_by_name(names: Sequence[str], positions: Sequence[float]) -> dict[str, 
             raise ValueError(f"{name} is {value}")
         pose[joint] = float(value)
     return pose
+
+
+def pose_from_text(text: str) -> dict[str, float]:
+    """The ``initial_pose`` parameter: ``"fl_hx=0.1, fl_kn=-1.4"`` (any joint-name convention) as a
+    partial pose; empty: none. ``ValueError`` naming the bad entry."""
+    names: list[str] = []
+    values: list[float] = []
+    for entry in filter(None, (e.strip() for e in text.split(","))):
+        name, sep, value = entry.partition("=")
+        try:
+            values.append(float(value))
+        except ValueError:
+            raise ValueError(f"'{entry}' is not joint=radians") from None
+        if not sep:
+            raise ValueError(f"'{entry}' is not joint=radians")
+        names.append(name.strip())
+    return pose_by_name(names, values)
 
 
 class CommandLoss(str, Enum):
@@ -279,6 +300,11 @@ class BridgeCore:
     def command_age_s(self) -> float | None:
         """Sim seconds since the last valid joint_command (None: none since start/reset)."""
         return None if self._last_command_step is None else (self._steps - self._last_command_step) * self.physics_dt
+
+    @property
+    def last_targets(self) -> np.ndarray | None:
+        """The joint targets of the last valid joint_command (backend joint order), None before one."""
+        return self._last_targets
 
     @property
     def safe_active(self) -> bool:
