@@ -483,3 +483,14 @@ def test_the_backend_refuses_a_bad_env_yaml_before_starting_kit(tmp_path: Path) 
     with pytest.raises(ValueError, match=r"sim\.physx\.enable_ccd is 3"):
         isaac_backend.IsaacSpot(env_yaml=env_yaml)
     assert isaac_app.running_app() is None and "isaacsim" not in sys.modules
+
+
+def test_make_backend_hands_the_policys_env_yaml_to_the_isaac_backend(tmp_path: Path, monkeypatch) -> None:
+    """Our wiring only: with the install check passed over, the env.yaml reaches IsaacSpot (which reads it
+    before starting Kit, so its error shows it arrived)."""
+    env_yaml = tmp_path / "env.yaml"
+    env_yaml.write_text(ISAAC_LAB_LIKE_ENV_YAML.replace("    solver_type: 0", "    solver_type: 7"))
+    monkeypatch.setattr(isaac_backend, "require_isaacsim", lambda: None)
+    with pytest.raises(ValueError, match=r"solver_type is 7"):
+        make_backend("isaac", 0.002, env_yaml=env_yaml)
+    assert isaac_app.running_app() is None and "isaacsim" not in sys.modules

@@ -176,6 +176,7 @@ class SimBridgeNode(Node):
             payload_kg=float(p["payload_kg"]),
             asset_path=str(p["asset_path"]) or None,
             terrain=terrain_from_params(p),
+            env_yaml=actuation.source or None,
         )
         config = BridgeConfig(
             command_timeout_s=float(p["command_timeout_s"]),
