@@ -28,7 +28,7 @@ setup(
         *tree("launch"),
         *tree("config"),
     ],
-    install_requires=["setuptools", "numpy", "pyyaml", "onnxruntime", "rosbags"],
+    install_requires=["setuptools", "numpy", "pyyaml", "onnxruntime", "rosbags", "foxglove-sdk", "evdev"],
     zip_safe=True,
     entry_points={
         "console_scripts": [
@@ -36,6 +36,7 @@ setup(
             "teleop = spot_policy.ros.teleop_node:main",
             "profile_player = spot_policy.ros.profile_player:main",
             "recorder = spot_policy.ros.recorder_node:main",
+            "live_view = spot_policy.ros.live_view_node:main",
         ],
     },
 )

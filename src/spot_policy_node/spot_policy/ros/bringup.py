@@ -119,6 +119,14 @@ def joy_node() -> NodeSpec:
     return NodeSpec("joy", "joy_node", "joy_node", (), {"autorepeat_rate": 20.0})
 
 
+def live_view(
+    port: int = 8765, host: str = "127.0.0.1", accept_cmd_vel: bool = True, extra: dict[str, Any] | None = None
+) -> NodeSpec:
+    """The Foxglove live view (spot_policy.ros.live_view_node): serves the robot to a browser."""
+    params: dict[str, Any] = {"host": host, "port": port, "accept_cmd_vel": accept_cmd_vel, **(extra or {})}
+    return NodeSpec("spot_policy", "live_view", "live_view", (), params)
+
+
 def profile_player(profile: str, sim_time: bool = True) -> NodeSpec:
     return NodeSpec(
         "spot_policy", "profile_player", "profile_player", (), {"profile": profile, "use_sim_time": sim_time}
