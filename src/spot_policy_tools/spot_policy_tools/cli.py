@@ -146,6 +146,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--out", type=Path, default=None, help="folder to write replay.json and replay.png into")
     p.add_argument("--tolerance", type=float, default=1e-6, help="largest accepted absolute difference (default: 1e-6)")
+    p.add_argument(
+        "--in-sim",
+        action="store_true",
+        help="instead: start the MuJoCo sim at the log's first pose, play the logged mode switches and cmd_vel "
+        "into the same policy (lockstep) and compare logged vs simulated base velocity, height, joint positions "
+        "and targets (in_sim.json, in_sim.png in --out)",
+    )
     p.set_defaults(func=cmd_replay)
 
     from spot_policy_tools import robot_job

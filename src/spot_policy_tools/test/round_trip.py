@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 from spot_policy_tools.replay import ReplayError, ReplayReport, read_recording, recorded_policy, replay
@@ -24,3 +26,35 @@ def replay_or_reason(bag: Path, exact: bool) -> ReplayReport | None:
         if exact or LOST_IN_RECORDER not in str(exc):
             raise
         return None
+
+
+EXE = Path(sys.executable).with_name("spot-policy")
+#: cmd_vel changes every 0.3 s, mode switches (stand -> walk -> stand -> walk -> stop -> stand).
+CHOPPY_PROFILE = (
+    """
+name: choppy
+settle_s: 0.0
+segments:
+  - {name: stand, mode: stand, duration: 1.0}
+"""
+    + "".join(
+        f"  - {{name: w{i}, mode: walk, duration: 0.3, cmd_vel: [{0.1 * (i % 5):.1f}, {0.05 * (i % 3):.2f}, "
+        f"{0.2 * (i % 4) - 0.3:.1f}]}}\n"
+        for i in range(10)
+    )
+    + """  - {name: restand, mode: stand, duration: 0.6}
+  - {name: again, mode: walk, duration: 0.9, cmd_vel: [0.3, 0.0, 0.0]}
+  - {name: stop, mode: stop, duration: 0.4}
+  - {name: last, mode: stand, duration: 0.4}
+"""
+)
+
+
+def record_choppy(out: Path, policy: Path, *args: str) -> Path:
+    """A fresh ``spot-policy sim`` run of :data:`CHOPPY_PROFILE`; its bag."""
+    profile = out.parent / "choppy.yaml"
+    profile.write_text(CHOPPY_PROFILE)
+    cmd = [str(EXE), "sim", "--out", str(out), "--profile", str(profile), "--policy", str(policy), "--no-video"]
+    done = subprocess.run([*cmd, *args], capture_output=True, text=True, timeout=240)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    return out / "bag"

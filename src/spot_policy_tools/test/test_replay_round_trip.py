@@ -9,7 +9,6 @@ tests/test_main_job.py and tests/test_robot_job.py, where those runs are made.)
 
 from __future__ import annotations
 
-import subprocess
 import sys
 from pathlib import Path
 
@@ -19,38 +18,9 @@ from spot_policy.core.loader import load_policy
 from spot_policy_tools.replay import ReplayError, read_recording, recorded_policy, replay
 
 from policy_fixtures import make_run
-from round_trip import replay_or_reason
+from round_trip import record_choppy, replay_or_reason
 
-EXE = Path(sys.executable).with_name("spot-policy")
 GOLDEN = Path(__file__).resolve().parent / "golden"
-#: cmd_vel changes every 0.3 s, mode switches (stand -> walk -> stand -> walk -> stop -> stand).
-CHOPPY_PROFILE = (
-    """
-name: choppy
-settle_s: 0.0
-segments:
-  - {name: stand, mode: stand, duration: 1.0}
-"""
-    + "".join(
-        f"  - {{name: w{i}, mode: walk, duration: 0.3, cmd_vel: [{0.1 * (i % 5):.1f}, {0.05 * (i % 3):.2f}, "
-        f"{0.2 * (i % 4) - 0.3:.1f}]}}\n"
-        for i in range(10)
-    )
-    + """  - {name: restand, mode: stand, duration: 0.6}
-  - {name: again, mode: walk, duration: 0.9, cmd_vel: [0.3, 0.0, 0.0]}
-  - {name: stop, mode: stop, duration: 0.4}
-  - {name: last, mode: stand, duration: 0.4}
-"""
-)
-
-
-def record(out: Path, policy: Path, *args: str) -> Path:
-    profile = out.parent / "choppy.yaml"
-    profile.write_text(CHOPPY_PROFILE)
-    cmd = [str(EXE), "sim", "--out", str(out), "--profile", str(profile), "--policy", str(policy), "--no-video"]
-    done = subprocess.run([*cmd, *args], capture_output=True, text=True, timeout=240)
-    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
-    return out / "bag"
 
 
 @pytest.fixture(scope="module")
@@ -63,7 +33,7 @@ def policy(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_a_fresh_lockstep_recording_with_command_changes_and_mode_switches_replays_exactly(
     policy: Path, tmp_path: Path
 ) -> None:
-    rec = read_recording(record(tmp_path / "run", policy, "--lockstep"))
+    rec = read_recording(record_choppy(tmp_path / "run", policy, "--lockstep"))
     requests = [p.event["requested"] for p in rec.points if p.kind == "request"]
     switches = [r for i, r in enumerate(requests) if i == 0 or r != requests[i - 1]]
     assert switches == ["stand", "walk", "stand", "walk", "idle", "stand"], requests
@@ -80,7 +50,7 @@ def test_a_fresh_lockstep_recording_with_command_changes_and_mode_switches_repla
 def test_a_fresh_realtime_recording_replays_or_names_the_message_the_recorder_lost(
     policy: Path, tmp_path: Path
 ) -> None:
-    report = replay_or_reason(record(tmp_path / "run", policy), exact=False)
+    report = replay_or_reason(record_choppy(tmp_path / "run", policy), exact=False)
     assert report is None or report.passed, report.first_divergence
 
 

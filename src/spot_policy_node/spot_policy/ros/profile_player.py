@@ -66,10 +66,11 @@ class ProfilePlayer(Node):
         return self.get_clock().now().nanoseconds * 1e-9
 
     def _tick(self) -> None:
-        if self.done or self._pending is not None:
+        if self.done:
             return
         if self.t0 is None:
-            self._try_start()
+            if self._pending is None:
+                self._try_start()
             return
         t = self._now() - self.t0
         segment = self.profile.at(t)
@@ -79,10 +80,12 @@ class ProfilePlayer(Node):
             self.done = True
             return
         index = self.profile.segments.index(segment)
+        # The segment's command goes out at once, also while its mode switch is still being
+        # answered: a scripted command arrives when the script says, like a gamepad's.
+        self._publish_cmd(segment.cmd_vel if segment.mode == "walk" else (0.0, 0.0, 0.0))
         if index != self.index:
             self.index = index
             self._enter(segment)
-        self._publish_cmd(segment.cmd_vel if segment.mode == "walk" else (0.0, 0.0, 0.0))
 
     def _try_start(self) -> None:
         """Start once the policy node accepts the first segment's mode (it needs fresh inputs)."""

@@ -58,6 +58,7 @@ from spot_sim_bridge.core.bridge import (
     load_actuation,
     make_backend,
     pose_by_name,
+    pose_from_text,
 )
 from spot_sim_bridge.core.sensors import SensorConfig
 from spot_sim_bridge.core.terrain import terrain_from_params
@@ -103,6 +104,7 @@ WORLD_PARAMETERS: tuple[tuple[str, Any, str], ...] = (
     ("fault_stale_topic", "", "fault injection: joint_states, imu or odom stops (empty: none)"),
     ("fault_stale_at_s", -1.0, "fault injection: sim time the stale topic stops"),
     ("fault_stale_duration_s", 0.0, "fault injection: how long it stays stopped (<= 0: to the end)"),
+    ("initial_pose", "", "start (and ~/reset) in this pose: 'fl_hx=0.1,fl_kn=-1.4,...' (empty: the default pose)"),
     ("publish_ground_truth", False, "publish ~/ground_truth/odom and ~/ground_truth/joint_states (exact state)"),
     ("lockstep_barrier", False, "lockstep: never run past the time on ~/run_until (a harness paces the sim)"),
 )
@@ -236,6 +238,13 @@ class SimBridgeNode(Node):
         self.add_on_set_parameters_callback(self._on_set_parameters)
 
         self._reset_pose: dict[str, float] | None = None
+        try:
+            initial = pose_from_text(str(p["initial_pose"]))
+        except ValueError as exc:
+            raise ValueError(f"parameter initial_pose: {exc}; fix: joint=radians pairs, e.g. fl_kn=-1.4") from None
+        if initial:  # a replay in sim starts where the logged robot stood (spot-policy replay --in-sim)
+            self._reset_pose = initial
+            self.core.reset(initial)
         self._last_injected = ""
         self._diag_at = (time.monotonic(), self.core.sim_time, 0)
         self._viewer = self._open_viewer(bool(p["gui"]))
