@@ -494,3 +494,9 @@ def test_make_backend_hands_the_policys_env_yaml_to_the_isaac_backend(tmp_path: 
     with pytest.raises(ValueError, match=r"solver_type is 7"):
         make_backend("isaac", 0.002, env_yaml=env_yaml)
     assert isaac_app.running_app() is None and "isaacsim" not in sys.modules
+
+
+def test_an_off_centre_payload_is_refused_before_any_isaac_call() -> None:
+    spot = object.__new__(isaac_backend.IsaacSpot)  # no Isaac Sim: the refusal comes before any attribute is used
+    with pytest.raises(ValueError, match="off-centre payload is built by the mujoco backend only"):
+        spot.set_payload(5.0, (0.1, 0.0, 0.0))

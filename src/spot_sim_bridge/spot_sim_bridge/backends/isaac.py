@@ -28,7 +28,7 @@ the drives' max effort is set to each joint's highest possible torque as a ceili
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -454,8 +454,16 @@ class IsaacSpot(BackendBase):
         self._robot_material.set_dynamic_friction(mu)
         self._flush()
 
-    def set_payload(self, kg: float) -> None:
-        """A point mass at the body's COM: the body link's mass grows (articulation view), its COM and inertia stay."""
+    def set_payload(self, kg: float, offset: Sequence[float] | None = None) -> None:
+        """A point mass at the body's COM: the body link's mass grows (articulation view), its COM and inertia stay.
+
+        An off-centre payload (``offset`` from the COM) is the MuJoCo backend's only: ``ValueError``.
+        """
+        if offset is not None and any(float(v) != 0.0 for v in offset):
+            raise ValueError(
+                f"payload offset {list(offset)} m: an off-centre payload is built by the mujoco backend only; use "
+                "backend mujoco, or offset 0"
+            )
         mass = conv.body_mass_with_payload(self._base_mass0, kg)
         self._bodies.set_body_masses(np.array([[mass]]), body_indices=np.array([self._base_index]))
 
