@@ -185,23 +185,23 @@ def load_spot(asset_path: str | None, env_yaml: Path | None) -> list[Check]:
     print("starting Isaac Sim to load Spot (the first start takes minutes) ...", flush=True)
     try:
         spot = IsaacSpot(usd_path=asset_path, env_yaml=env_yaml)
+        try:
+            pairs = spot_joints(spot.dof_names)
+            mapping = ", ".join(f"{joint}=dof {spot.dof_names.index(name)}" for joint, name in pairs)
+            return [
+                Check("Spot USD", OK, f"{spot.usd_path} loaded"),
+                Check("joint names", OK, f"the contract's 12 joints, by name: {mapping}"),
+            ]
+        finally:
+            spot.close()
     except ValueError as exc:  # BackendUnavailable too: each says what to fix
         if "leg joints" in str(exc):  # conv.leg_dof_indices: the DOFs are not Spot's 12 by name
             return [Check("Spot USD", OK, "loaded"), Check("joint names", FAIL, str(exc))]
-        close_app()
         return [Check("Spot USD", FAIL, str(exc)), Check("joint names", SKIP, "no Spot loaded")]
     except Exception as exc:  # inside Isaac Sim: its log above has the details
-        close_app()
         failed = f"{type(exc).__name__}: {exc} (Isaac Sim's log above has the details)"
         return [Check("Spot USD", FAIL, failed), Check("joint names", SKIP, "no Spot loaded")]
-    try:
-        mapping = ", ".join(f"{joint}=dof {spot.dof_names.index(name)}" for joint, name in spot_joints(spot.dof_names))
-        return [
-            Check("Spot USD", OK, f"{spot.usd_path} loaded"),
-            Check("joint names", OK, f"the contract's 12 joints, by name: {mapping}"),
-        ]
     finally:
-        spot.close()
         close_app()
 
 

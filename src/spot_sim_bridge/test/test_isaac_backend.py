@@ -500,3 +500,11 @@ def test_an_off_centre_payload_is_refused_before_any_isaac_call() -> None:
     spot = object.__new__(isaac_backend.IsaacSpot)  # no Isaac Sim: the refusal comes before any attribute is used
     with pytest.raises(ValueError, match="off-centre payload is built by the mujoco backend only"):
         spot.set_payload(5.0, (0.1, 0.0, 0.0))
+
+
+def test_an_unreadable_env_yaml_is_one_clear_error(tmp_path: Path) -> None:
+    broken = tmp_path / "env.yaml"
+    broken.write_text("sim: [unclosed\n")
+    for path in (broken, tmp_path / "missing.yaml"):
+        with pytest.raises(ValueError, match=r"cannot read it \(.+\); fix: the policy's params/env.yaml"):
+            isaac_scene.load_scene_settings(path)

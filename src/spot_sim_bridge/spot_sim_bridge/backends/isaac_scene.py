@@ -22,6 +22,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from spot_policy.core.isaaclab_yaml import load_isaaclab_yaml
 
 DEFAULT = "Isaac Lab Spot default"
@@ -195,4 +197,11 @@ def load_scene_settings(env_yaml: str | Path | None) -> SceneSettings:
     if env_yaml is None or str(env_yaml) == "":
         return scene_settings(None)
     path = Path(env_yaml)
-    return scene_settings(load_isaaclab_yaml(path), str(path))
+    try:
+        tree = load_isaaclab_yaml(path)
+    except (OSError, yaml.YAMLError) as exc:
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise ValueError(
+            f"{path}: cannot read it ({reason}); fix: the policy's params/env.yaml as Isaac Lab wrote it"
+        ) from None
+    return scene_settings(tree, str(path))
