@@ -42,7 +42,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--backend",
         default="mujoco",
         choices=("mujoco", "isaac"),
-        help="physics of the sim bridge: mujoco (embedded) or isaac (Isaac Sim 5.x; see docs/ISAAC_SIM.md)",
+        help="physics of the sim bridge: mujoco (embedded) or isaac (Isaac Sim 5.x or 6.x; docs/ISAAC_SIM.md)",
     )
     parser.add_argument("--gui", action="store_true", help="open the MuJoCo viewer (needs a display)")
     parser.add_argument("--no-video", action="store_true", help="skip rendering video.mp4")
