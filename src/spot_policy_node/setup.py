@@ -37,6 +37,8 @@ setup(
             "profile_player = spot_policy.ros.profile_player:main",
             "recorder = spot_policy.ros.recorder_node:main",
             "live_view = spot_policy.ros.live_view_node:main",
+            "keyboard_teleop = spot_policy.ros.keyboard_teleop:main",
+            "gamepad = spot_policy.ros.gamepad_node:main",
         ],
     },
 )

@@ -24,6 +24,7 @@ from spot_policy.core import paths
 from spot_policy.core.profile import load_profile
 from spot_policy.core.realtime_gc import freeze_startup_heap
 from spot_policy.ros import bringup
+from spot_policy_tools import live_session
 from spot_policy_tools.sim_job import JobError, default_out, make_report, run_nodes
 
 ENV_USERNAME = "BOSDYN_CLIENT_USERNAME"
@@ -56,6 +57,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--strict", action="store_true", help="exit 1 when a moving segment misses its tracking thresholds or Spot fell"
     )
+    live_session.add_view_arguments(parser, teleop=False)  # a view of the run; commands come from the profile
 
 
 def _schedule(faults: list[str]) -> list[tuple[str, float]]:
@@ -118,6 +120,7 @@ def main(args: argparse.Namespace) -> int:
         target = f"the robot at {args.hostname}:{args.port}"
     specs = bringup.robot_nodes(args.policy, teleop=False, extra_bridge_params=bridge)
     specs.append(bringup.recorder(out / "bag", sim_time=False))
+    specs += live_session.view_specs(args, accept_cmd_vel=False)
     print(f"spot-policy robot: profile '{profile.name}' ({profile.duration:.1f} s), policy {args.policy}, "
           f"{target}, ROS domain {domain}; run folder {out}")  # fmt: skip
     started = time.monotonic()

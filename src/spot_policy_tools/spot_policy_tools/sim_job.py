@@ -18,6 +18,7 @@ from pathlib import Path
 from spot_policy.core import paths
 from spot_policy.core.profile import Profile, load_profile
 from spot_policy.ros import bringup
+from spot_policy_tools import live_session
 from spot_policy_tools.launcher import NodeGroup, follow
 
 
@@ -31,7 +32,9 @@ def default_out(kind: str) -> Path:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "--profile", default="default", help="command profile: a YAML file or a name in config/profiles"
+        "--profile",
+        default=None,
+        help="command profile: a YAML file or a name in config/profiles (default: default; none with --teleop)",
     )
     parser.add_argument("--policy", default="spot_flat_mjx", help="run folder, policy.onnx or shipped policy name")
     parser.add_argument("--out", type=Path, default=None, help="run folder to write (default: runs/sim-<time>)")
@@ -52,6 +55,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--strict", action="store_true", help="exit 1 when a moving segment misses its tracking thresholds or Spot fell"
     )
+    live_session.add_view_arguments(parser)
 
 
 def run_nodes(
@@ -115,7 +119,13 @@ def main(args: argparse.Namespace) -> int:
     from spot_policy.core.locate import locate_run
     from spot_policy.ros.dds_isolation import claim_domain, isolate_environment
 
-    profile = load_profile(args.profile, paths.config_dir() / "profiles")
+    by_hand = live_session.is_interactive(args)
+    if args.teleop is not None and args.profile is not None:
+        print("spot-policy sim: error: --teleop drives Spot by hand; fix: drop --profile", file=sys.stderr)
+        return 2
+    if not by_hand and args.profile is None:
+        args.profile = "default"
+    profile = None if by_hand else load_profile(args.profile, paths.config_dir() / "profiles")
     locate_run(args.policy, policies_dir=paths.config_dir() / "policies")  # fail early, one line
     out = (args.out or default_out("sim")).resolve()
     if out.exists() and any(out.iterdir()):
@@ -140,7 +150,12 @@ def main(args: argparse.Namespace) -> int:
     )
     # The recorder first: subscribed before the policy node's first step (replay needs every one).
     specs.insert(0, bringup.recorder(out / "bag"))
+    specs += live_session.view_specs(args, accept_cmd_vel=by_hand)
     mode = "lockstep" if args.lockstep else "realtime"
+    if by_hand:
+        print(f"spot-policy sim: driven by hand, policy {args.policy}, {mode}, ROS domain {domain}; run folder {out}")
+        return live_session.run_sim_session(args, specs, out, args.lockstep)
+    assert profile is not None
     print(f"spot-policy sim: profile '{profile.name}' ({profile.duration:.1f} s), policy {args.policy}, {mode}, "
           f"ROS domain {domain}; run folder {out}")  # fmt: skip
     # Isaac Sim's first start (Kit, shader caches, the Spot USD from the assets root) takes minutes.

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import shutil
 import sys
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,6 +25,8 @@ class NodeSpec:
     name: str
     param_files: tuple[str, ...] = ()  # names in the spot_policy config folder
     overrides: dict[str, Any] = field(default_factory=dict)
+    #: The bring-up cannot run without it: when it exits, everything stops (a launch with status 1).
+    required: bool = False
 
     def param_paths(self, config_dir: Path | None = None) -> list[Path]:
         base = config_dir or paths.config_dir()
@@ -72,6 +75,7 @@ def policy_node(policy: str, trigger: str, sim_time: bool) -> NodeSpec:
         "policy_node",
         ("policy_node.yaml",),
         {"policy": policy, "trigger": trigger, "use_sim_time": sim_time},
+        required=True,
     )
 
 
@@ -99,6 +103,7 @@ def sim_nodes(
                 "use_sim_time": False,  # the bridge is the clock
                 **(extra_bridge_params or {}),
             },
+            required=True,
         ),
         # Lock-stepped physics needs one policy step per state message.
         policy_node(policy, "timer" if realtime else "input", True),
@@ -127,6 +132,16 @@ def live_view(
     return NodeSpec("spot_policy", "live_view", "live_view", (), params)
 
 
+def gamepad(device: str = "", layout: str = "") -> NodeSpec:
+    """A Linux gamepad read from evdev as sensor_msgs/Joy (joy_node's layout; no ROS installation needed)."""
+    return NodeSpec("spot_policy", "gamepad", "gamepad", (), {"device": device, "layout": layout})
+
+
+def keyboard_teleop(publish_rate_hz: float = 20.0) -> NodeSpec:
+    """Drive from a terminal (needs the terminal: run it in the foreground)."""
+    return NodeSpec("spot_policy", "keyboard_teleop", "keyboard_teleop", (), {"publish_rate_hz": publish_rate_hz})
+
+
 def profile_player(profile: str, sim_time: bool = True) -> NodeSpec:
     return NodeSpec(
         "spot_policy", "profile_player", "profile_player", (), {"profile": profile, "use_sim_time": sim_time}
@@ -137,14 +152,26 @@ def recorder(out: Path, sim_time: bool = True) -> NodeSpec:
     return NodeSpec("spot_policy", "recorder", "recorder", (), {"out": str(out), "use_sim_time": sim_time})
 
 
+#: What ``ros2 bag record -s mcap`` needs besides ``ros2`` itself (packages in the ament index).
+ROSBAG2_PACKAGES = ("ros2bag", "rosbag2_storage_mcap")
+
+
+def installed_ros_packages(names: Sequence[str]) -> list[str]:
+    """Which of ``names`` a sourced ROS environment has (ament index of every AMENT_PREFIX_PATH prefix)."""
+    prefixes = [Path(p) for p in os.environ.get("AMENT_PREFIX_PATH", "").split(os.pathsep) if p]
+    index = Path("share") / "ament_index" / "resource_index" / "packages"
+    return [n for n in names if any((prefix / index / n).is_file() for prefix in prefixes)]
+
+
 def bag_record_command(out: str | Path, sim_time: bool = True) -> list[str] | None:
-    """argv of ``ros2 bag record`` (MCAP) for the recorder's topics, or None where ``ros2`` is absent.
+    """argv of ``ros2 bag record`` (MCAP) for the recorder's topics, or None where rosbag2 with its
+    MCAP plugin is not installed (``ros2`` alone is not enough: without rosbag2 it has no ``bag``).
 
     ``record:=true`` prefers rosbag2 (it adapts its QoS to each publisher, as the in-project
     recorder does) and falls back to :func:`recorder`: both record the same topics.
     """
     ros2 = shutil.which("ros2")
-    if ros2 is None:
+    if ros2 is None or len(installed_ros_packages(ROSBAG2_PACKAGES)) < len(ROSBAG2_PACKAGES):
         return None
     from spot_policy.ros.recorder_node import DEFAULT_TOPICS  # rclpy: only where ros2 exists
 
@@ -170,7 +197,7 @@ def robot_nodes(
         bridge["hostname"] = hostname
     bridge.update(extra_bridge_params or {})
     nodes = [
-        NodeSpec("spot_hw_bridge", "hw_bridge", "hw_bridge", ("hw_bridge.yaml",), bridge),
+        NodeSpec("spot_hw_bridge", "hw_bridge", "hw_bridge", ("hw_bridge.yaml",), bridge, required=True),
         policy_node(policy, "timer", False),
     ]
     if teleop:
