@@ -525,7 +525,12 @@ class SimBridgeNode(Node):
         try:
             import mujoco.viewer
 
-            return mujoco.viewer.launch_passive(model, data)
+            from spot_sim_bridge.backends.mujoco_viewer import follow_robot
+
+            viewer = mujoco.viewer.launch_passive(model, data)
+            with viewer.lock():
+                follow_robot(viewer.cam, model)  # the camera follows Spot as it walks away
+            return viewer
         except Exception as exc:  # no GLFW, a GL context that cannot be made: headless is still useful
             self.get_logger().warning(f"gui: cannot open the MuJoCo viewer ({exc}): running headless")
             return None
