@@ -14,6 +14,7 @@ from launch.actions import OpaqueFunction
 from launch import LaunchDescription
 from spot_policy.ros import bringup
 from spot_policy.ros.launch_actions import declare, flag, node_actions, values
+from spot_policy.ros.launch_rviz import rviz
 
 ARGUMENTS = {
     "hostname": ("", "robot address (empty: hw_bridge.yaml, then $SPOT_IP)"),
@@ -23,6 +24,7 @@ ARGUMENTS = {
     "joy": ("false", "also start joy_node (package joy) for a gamepad"),
     "record": ("false", "record the contract and debug topics to an MCAP bag (ros2 bag, else the recorder)"),
     "record_dir": ("runs/bag", "bag folder when record:=true"),
+    "rviz": ("false", "start RViz2 with config/rviz/spot.rviz (where rviz2 is installed)"),
 }
 
 
@@ -32,7 +34,8 @@ def _nodes(context):
     specs = bringup.robot_nodes(
         arg["policy"], arg["hostname"], teleop=True, joy=flag(arg["joy"]), extra_bridge_params=bridge
     )
-    return node_actions(specs, arg["record_dir"] if flag(arg["record"]) else None, sim_time=False)
+    record = arg["record_dir"] if flag(arg["record"]) else None
+    return [*node_actions(specs, record, sim_time=False), *rviz(flag(arg["rviz"]))]
 
 
 def generate_launch_description() -> LaunchDescription:

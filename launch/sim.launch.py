@@ -12,6 +12,7 @@ from launch.actions import OpaqueFunction
 from launch import LaunchDescription
 from spot_policy.ros import bringup
 from spot_policy.ros.launch_actions import declare, flag, node_actions, values
+from spot_policy.ros.launch_rviz import rviz
 
 ARGUMENTS = {
     "policy": ("spot_flat_mjx", "run folder, exported/policy.onnx, or a policy shipped in config/policies"),
@@ -21,6 +22,7 @@ ARGUMENTS = {
     "joy": ("false", "also start joy_node (package joy) for a gamepad"),
     "record": ("false", "record the contract and debug topics to an MCAP bag (ros2 bag, else the recorder)"),
     "record_dir": ("runs/bag", "bag folder when record:=true"),
+    "rviz": ("false", "start RViz2 with config/rviz/spot.rviz (where rviz2 is installed)"),
 }
 
 
@@ -29,7 +31,8 @@ def _nodes(context):
     specs = bringup.sim_nodes(
         arg["policy"], arg["backend"], flag(arg["realtime"]), flag(arg["gui"]), teleop=True, joy=flag(arg["joy"])
     )
-    return node_actions(specs, arg["record_dir"] if flag(arg["record"]) else None, sim_time=True)
+    record = arg["record_dir"] if flag(arg["record"]) else None
+    return [*node_actions(specs, record, sim_time=True), *rviz(flag(arg["rviz"]))]
 
 
 def generate_launch_description() -> LaunchDescription:
