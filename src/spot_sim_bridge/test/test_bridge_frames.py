@@ -191,3 +191,28 @@ def test_robot_bridge_joint_order_gives_the_same_frames() -> None:
         spin.close()
         listener.destroy_node()
         node.destroy_node()
+
+
+def test_tf_encoder_writes_what_rclpy_serializes() -> None:
+    from geometry_msgs.msg import TransformStamped
+    from rclpy.serialization import deserialize_message, serialize_message
+
+    from spot_policy.ros.cdr import TFMessageEncoder
+
+    frames = [(contract.FRAME_ODOM, contract.FRAME_BODY), ("body", "fl_hip"), ("fl_lleg", "fl_foot")]
+    rng = np.random.default_rng(3)
+    encode = TFMessageEncoder(frames)
+    for stamp_ns in (0, 12_345_678_901, -1_500_000_000):
+        translations, rotations = rng.normal(size=(3, 3)), rng.normal(size=(3, 4))
+        msg = TFMessage()
+        for (parent, child), t, r in zip(frames, translations, rotations, strict=True):
+            ts = TransformStamped(child_frame_id=child)
+            ts.header.frame_id = parent
+            ts.header.stamp.sec, ts.header.stamp.nanosec = divmod(stamp_ns, 1_000_000_000)
+            ts.transform.translation.x, ts.transform.translation.y, ts.transform.translation.z = map(float, t)
+            rot = ts.transform.rotation
+            rot.x, rot.y, rot.z, rot.w = map(float, r)
+            msg.transforms.append(ts)
+        got = encode(stamp_ns, translations, rotations)
+        assert deserialize_message(got, TFMessage) == msg  # rclpy's own decoder (its padding bytes differ)
+        assert deserialize_message(serialize_message(msg), TFMessage) == msg

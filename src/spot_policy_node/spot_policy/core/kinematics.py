@@ -106,6 +106,8 @@ class KinematicTree:
         self._origin_q = np.array([j.origin.rotation for j in self.moving]).reshape(-1, 4)
         self._axes = np.array([j.axis for j in self.moving]).reshape(-1, 3)
         self._prismatic = np.array([j.type == "prismatic" for j in self.moving], dtype=bool)
+        # Spot's joint frames are not rotated against their parents: skip the product then.
+        self._plain = bool(np.allclose(self._origin_q, [0.0, 0.0, 0.0, 1.0]) and not self._prismatic.any())
 
     @classmethod
     def from_urdf(cls, text: str) -> KinematicTree:
@@ -150,10 +152,12 @@ class KinematicTree:
         """Each moving joint's child-in-parent transform at ``positions`` (in :attr:`moving` order):
         translations (n, 3) and rotations (n, 4, x y z w); what ``/tf`` carries for these joints."""
         q = np.asarray(positions, dtype=np.float64)
-        half = np.where(self._prismatic, 0.0, q) * 0.5
+        half = q * 0.5 if self._plain else np.where(self._prismatic, 0.0, q) * 0.5
         motion_q = np.empty((len(q), 4))
         motion_q[:, :3] = self._axes * np.sin(half)[:, None]
         motion_q[:, 3] = np.cos(half)
+        if self._plain:
+            return self._origin_t.copy(), motion_q
         rotations = quat_multiply(self._origin_q, motion_q)
         translations = self._origin_t.copy()
         if self._prismatic.any():

@@ -257,31 +257,38 @@ class OdometryEncoder:
 
 class TFMessageEncoder:
     """``tf2_msgs/TFMessage`` with a fixed list of (parent, child) frames: each message rewrites the
-    stamps and every transform's translation (x, y, z) and rotation (x, y, z, w)."""
+    stamps and every transform's translation (x, y, z) and rotation (x, y, z, w), each with one
+    indexed write into the template (a TFMessage of Spot's 13 moving frames has 91 values)."""
 
     def __init__(self, frames: Sequence[tuple[str, str]]) -> None:
         self.frames = tuple(frames)
         t = _Template()
         t.out.extend(struct.pack("<I", len(self.frames)))
-        self._stamps: list[int] = []
+        stamps: list[int] = []
         values: list[int] = []
         for parent, child in self.frames:
-            self._stamps.append(t.header(parent))
+            stamps.append(t.header(parent))
             t.string(child)
             values.append(t.doubles(7))
-        self._values = [t.view(at, 7) for at in values]
         self._template = t.out
+        # Every field sits at a multiple of its size from the end of the encapsulation header.
+        words = (len(self._template) - _ORIGIN) // 4
+        self._words = np.frombuffer(self._template, dtype="<u4", count=words, offset=_ORIGIN)
+        self._doubles = np.frombuffer(self._template, dtype="<f8", count=words // 2, offset=_ORIGIN)
+        self._sec_at = np.array([(at - _ORIGIN) // 4 for at in stamps], dtype=np.intp)
+        self._value_at = np.array([(at - _ORIGIN) // 8 + k for at in values for k in range(7)], dtype=np.intp)
+        self._values = np.empty((len(self.frames), 7))
 
     def __call__(self, stamp_ns: int, translations: np.ndarray, rotations: np.ndarray) -> bytes:
         """``translations`` (n, 3) and ``rotations`` (n, 4: x, y, z, w), one row per frame pair."""
         sec, nanosec = divmod(int(stamp_ns), 1_000_000_000)
-        template = self._template
-        for at in self._stamps:
-            struct.pack_into("<iI", template, at, sec, nanosec)
-        for view, translation, rotation in zip(self._values, translations, rotations, strict=True):
-            view[:3] = translation
-            view[3:] = rotation
-        return bytes(template)
+        self._words[self._sec_at] = sec & 0xFFFFFFFF  # int32 seconds, two's complement
+        self._words[self._sec_at + 1] = nanosec
+        values = self._values
+        values[:, :3] = translations
+        values[:, 3:] = rotations
+        self._doubles[self._value_at] = values.ravel()
+        return bytes(self._template)
 
 
 def encode_clock(stamp_ns: int) -> bytes:
