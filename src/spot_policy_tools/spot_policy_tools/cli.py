@@ -22,6 +22,7 @@ examples:
   spot-policy robot --emulator --profile default --out runs/robot   # the robot path on the Spot API emulator
   spot-policy emulator --port 50443 --fault estop@30               # a Spot to dry-run robot.launch.py against
   spot-policy replay runs/stand/bag --policy spot_flat_mjx --out runs/stand/replay
+  spot-policy evaluate --suite quick --workers 2 --out runs/eval   # judge a policy across scenarios
   spot-policy doctor --backend isaac                # what the Isaac Sim backend needs on this machine
 """
 
@@ -166,6 +167,21 @@ def build_parser() -> argparse.ArgumentParser:
     )
     robot_job.add_arguments(p)
     p.set_defaults(func=lambda a: robot_job.main(a))
+
+    from spot_policy_tools.evaluate import cli as evaluate_cli
+
+    p = sub.add_parser(
+        "evaluate",
+        help="judge a policy across scenarios (terrain, pushes, sensing, faults) with a scorecard to gate on",
+        description="Run the shipped sim bridge and policy node over DDS, in lockstep, one ROS domain per trial, "
+        "through a suite of YAML scenarios (config/scenarios); score every trial on the simulator's ground truth, "
+        "judge each scenario against its thresholds, and write results.json, timing.json and report.html. "
+        "Reads only the policy's run folder (env.yaml + ONNX).",
+        epilog=evaluate_cli.EXAMPLES + "\n" + (evaluate_cli.__doc__ or "").split("\n\n", 1)[-1],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    evaluate_cli.add_arguments(p)
+    p.set_defaults(func=lambda a: evaluate_cli.main(a))
 
     p = sub.add_parser(
         "emulator",

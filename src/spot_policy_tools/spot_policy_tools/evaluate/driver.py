@@ -1,0 +1,302 @@
+"""The trial harness on the ROS graph: plays a scenario's timeline into the shipped nodes, in lockstep.
+
+It stands where a person with a gamepad (or the profile player) stands: it calls the policy node's
+``~/stand``, ``~/walk``, ``~/stop`` services and publishes ``cmd_vel``; it kicks the base through
+the sim bridge's ``~/push``. What makes a run reproducible is *when* these happen: the sim bridge
+runs with ``lockstep_barrier`` and never passes the time the driver last sent on ``~/run_until``.
+At each point of the timeline (segment starts, pushes, a cmd_vel refresh every
+:data:`REFRESH_S`) the bridge holds with the policy's answer to that instant owed a step; the
+driver changes what it must (cmd_vel acknowledged by the node's reader, then the mode service
+answered, so the node has both before its next step), and releases the bridge to the next point.
+So every command, push and mode switch lands on the same control step in every run, whatever the
+machine's load.
+
+``lockstep_wait_s`` (how long the bridge waits for an answer before stepping without one) is long
+while the policy is expected to answer and short where it is not (a stop segment, after an
+injected fault), so a machine stall never adds a step and a silent policy never stalls the run.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import rclpy
+from geometry_msgs.msg import Twist
+from rcl_interfaces.msg import Parameter as ParameterMsg
+from rcl_interfaces.msg import ParameterType, ParameterValue
+from rcl_interfaces.srv import SetParameters
+from rclpy.executors import SingleThreadedExecutor
+from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
+from rosgraph_msgs.msg import Clock as ClockMsg
+from sensor_msgs.msg import JointState
+from std_msgs.msg import String
+from std_srvs.srv import Trigger
+
+from spot_policy.core import contract
+
+#: cmd_vel is re-sent this often (sim s): the node zeroes a command older than 0.5 s.
+REFRESH_S = 0.25
+#: lockstep_wait_s while the policy answers every state (a stall this long would add a step).
+WAIT_ANSWERING_S = 2.0
+#: lockstep_wait_s while the policy is silent (stopped, faulted): the sim moves on by itself.
+WAIT_SILENT_S = 0.01
+#: lockstep_wait_s before the first command (the bridge republishes the start state this often).
+WAIT_START_S = 0.05
+
+LATCHED = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
+MARKERS = QoSProfile(depth=50, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
+
+
+def debug(message: str) -> None:
+    """Timing lines for finding where a trial's wall time goes (EVAL_DEBUG=1)."""
+    if os.environ.get("EVAL_DEBUG"):
+        print(f"evaluate driver: {message}", file=sys.stderr, flush=True)
+
+
+class DriverError(RuntimeError):
+    """The trial could not be played (a node did not come up, refused a mode, stopped answering)."""
+
+
+@dataclass
+class Point:
+    """What happens at one control step of the trial (sim time in integer ns)."""
+
+    t_ns: int
+    segment: tuple[str, str, tuple[float, float, float], int] | None = None  # name, mode, cmd, index
+    pushes: list[tuple[float, float, float]] = field(default_factory=list)
+    silent_from_here: bool = False  # the policy will stop answering (a fault is injected next)
+    end: bool = False
+
+
+def _double(value: float) -> ParameterValue:
+    return ParameterValue(type=ParameterType.PARAMETER_DOUBLE, double_value=float(value))
+
+
+class TrialDriver:
+    """One rclpy context in ``domain`` for one trial; :meth:`close` when done."""
+
+    def __init__(self, domain: int, bridge: str = "sim_bridge", policy_node: str = "policy_node") -> None:
+        self.context = rclpy.Context()
+        rclpy.init(context=self.context, domain_id=domain)
+        self.node = rclpy.create_node("evaluate_driver", context=self.context)
+        n = self.node
+        self.cmd_pub = n.create_publisher(Twist, contract.TOPIC_CMD_VEL, 10)
+        self.marker_pub = n.create_publisher(String, contract.TOPIC_PROFILE_SEGMENT, MARKERS)
+        self.run_until_pub = n.create_publisher(ClockMsg, f"/{bridge}/run_until", LATCHED)
+        self.reset_pose_pub = n.create_publisher(
+            JointState, f"/{bridge}/reset_pose", QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE)
+        )
+        self.held_ns: int | None = None
+        n.create_subscription(ClockMsg, f"/{bridge}/held", self._on_held, LATCHED)
+        self.modes = {m: n.create_client(Trigger, f"/{policy_node}/{m}") for m in ("stand", "walk", "stop")}
+        self.reset_client = n.create_client(Trigger, f"/{bridge}/reset")
+        self.push_client = n.create_client(Trigger, f"/{bridge}/push")
+        self.params_client = n.create_client(SetParameters, f"/{bridge}/set_parameters")
+        self.executor = SingleThreadedExecutor(context=self.context)
+        self.executor.add_node(n)
+        self._wait_s: float | None = None
+        self._cmd = (0.0, 0.0, 0.0)
+
+    def _on_held(self, msg: ClockMsg) -> None:
+        self.held_ns = msg.clock.sec * 1_000_000_000 + msg.clock.nanosec
+
+    # ------------------------------------------------------------------ plumbing
+    def spin_until(
+        self, done: Callable[[], bool], timeout_s: float, alive: Callable[[], str | None], what: str
+    ) -> None:
+        end = time.monotonic() + timeout_s
+        while not done():
+            broken = alive()
+            if broken:
+                raise DriverError(broken)
+            if time.monotonic() > end:
+                raise DriverError(f"timed out after {timeout_s:.0f} s waiting for {what}")
+            self.executor.spin_once(timeout_sec=0.002)
+
+    def call(self, client, request, alive: Callable[[], str | None], timeout_s: float = 30.0):
+        future = client.call_async(request)
+        self.spin_until(future.done, timeout_s, alive, f"{client.srv_name}")
+        return future.result()
+
+    def set_wait(self, wait_s: float, alive: Callable[[], str | None]) -> None:
+        if self._wait_s == wait_s:
+            return
+        request = SetParameters.Request(parameters=[ParameterMsg(name="lockstep_wait_s", value=_double(wait_s))])
+        result = self.call(self.params_client, request, alive)
+        if not result or not result.results or not result.results[0].successful:
+            raise DriverError(f"the sim bridge refused lockstep_wait_s {wait_s}")
+        self._wait_s = wait_s
+
+    def publish_cmd(self, cmd: tuple[float, float, float]) -> None:
+        """Sent before the service call that follows it: the node's executor takes ready
+        subscriptions before ready services, so it has the command before it answers. (Waiting
+        for the reader's acknowledgement instead would wait for the writer's next heartbeat.)"""
+        msg = Twist()
+        msg.linear.x, msg.linear.y, msg.angular.z = cmd
+        self._cmd = cmd
+        self.cmd_pub.publish(msg)
+
+    def mark(self, name: str, index: int, t_ns: int) -> None:
+        self.marker_pub.publish(String(data=f'{{"segment": "{name}", "index": {index}, "t": {t_ns * 1e-9:.9f}}}'))
+
+    # ------------------------------------------------------------------ the trial
+    def start(
+        self,
+        reset_pose: dict[str, float] | None,
+        first_mode: str,
+        alive: Callable[[], str | None],
+        recorded: tuple[str, ...] = (),
+    ) -> None:
+        """Nodes up, the recorder subscribed to every topic in ``recorded`` (it would miss what is
+        published before; on a loaded machine discovery takes seconds), the robot reset (to
+        ``reset_pose``), the policy in ``first_mode`` at sim time 0."""
+        clients = [*self.modes.values(), self.reset_client, self.push_client, self.params_client]
+        t0 = time.monotonic()
+        self.spin_until(lambda: all(c.service_is_ready() for c in clients), 60.0, alive, "the nodes' services")
+        debug(f"services ready after {time.monotonic() - t0:.2f} s")
+        topics = [f"/{t}" for t in recorded]
+        self.spin_until(
+            lambda: all(self.node.count_subscribers(t) > 0 for t in topics), 60.0, alive, "the recorder's subscriptions"
+        )
+        settle = time.monotonic() + 0.2  # the publishers match the recorder from the same announcements
+        self.spin_until(lambda: time.monotonic() > settle, 5.0, alive, "discovery")
+        debug(f"recorder subscribed after {time.monotonic() - t0:.2f} s")
+        self.set_wait(WAIT_START_S, alive)
+        self.spin_until(
+            lambda: self.cmd_pub.get_subscription_count() > 0 and self.reset_pose_pub.get_subscription_count() > 0,
+            30.0,
+            alive,
+            "cmd_vel and reset_pose subscribers",
+        )
+        if reset_pose:
+            msg = JointState(name=list(reset_pose), position=[float(v) for v in reset_pose.values()])
+            self.reset_pose_pub.publish(msg)  # before ~/reset, which the bridge answers after taking it
+            result = self.call(self.reset_client, Trigger.Request(), alive)
+            if not result or not result.success:
+                raise DriverError(f"the sim bridge refused the reset: {result.message if result else 'no answer'}")
+        self.publish_cmd((0.0, 0.0, 0.0))
+        end = time.monotonic() + 60.0
+        while True:  # the node accepts once it has a fresh state (the bridge republishes it)
+            result = self.call(self.modes[first_mode], Trigger.Request(), alive)
+            if result and result.success:
+                debug(f"standing after {time.monotonic() - t0:.2f} s")
+                break
+            if time.monotonic() > end:
+                raise DriverError(f"the policy node refused {first_mode}: {result.message if result else 'no answer'}")
+            pause = time.monotonic() + 0.05
+            self.spin_until(lambda until=pause: time.monotonic() > until, 5.0, alive, "a fresh state")
+
+    def play(
+        self,
+        points: list[Point],
+        first_mode: str,
+        alive: Callable[[], str | None],
+        wall_limit_s: float,
+        progress: Callable[[float], None] | None = None,
+    ) -> None:
+        """Release the bridge point by point and act at each (see the module docstring); the policy
+        is in ``first_mode`` already (:meth:`start`)."""
+        started = time.monotonic()
+        silent = False
+        current_mode = first_mode
+        for point in points:
+            if point.t_ns > 0:
+                self.run_until_pub.publish(ClockMsg(clock=_time(point.t_ns)))
+                remaining = wall_limit_s - (time.monotonic() - started)
+                self.spin_until(
+                    lambda p=point: self.held_ns is not None and self.held_ns >= p.t_ns,
+                    max(remaining, 1.0),
+                    alive,
+                    f"the simulation to reach {point.t_ns * 1e-9:.2f} s",
+                )
+            if progress is not None:
+                progress(point.t_ns * 1e-9)
+            debug(f"{time.monotonic() - started:8.3f} s: at {point.t_ns * 1e-9:.2f} s sim")
+            if point.end:
+                return
+            if point.segment is not None:
+                name, mode, cmd, index = point.segment
+                self.publish_cmd(cmd if mode == "walk" else (0.0, 0.0, 0.0))
+                self.mark(name, index, point.t_ns)
+                if point.t_ns > 0 and (mode != current_mode or mode != "stand"):
+                    result = self.call(self.modes[mode], Trigger.Request(), alive)
+                    if (not result or not result.success) and not silent:
+                        raise DriverError(
+                            f"the policy node refused {mode} at {point.t_ns * 1e-9:.2f} s: "
+                            f"{result.message if result else 'no answer'}"
+                        )
+                current_mode = mode
+            else:
+                self.publish_cmd(self._cmd)
+            for velocity in point.pushes:
+                request = SetParameters.Request(
+                    parameters=[
+                        ParameterMsg(
+                            name="push_velocity",
+                            value=ParameterValue(
+                                type=ParameterType.PARAMETER_DOUBLE_ARRAY, double_array_value=list(velocity)
+                            ),
+                        )
+                    ]
+                )
+                self.call(self.params_client, request, alive)
+                result = self.call(self.push_client, Trigger.Request(), alive)
+                if not result or not result.success:
+                    raise DriverError(f"the sim bridge refused a push at {point.t_ns * 1e-9:.2f} s")
+            silent = silent or point.silent_from_here
+            if point.t_ns > 0 or silent:  # at 0 the start state is still being republished (WAIT_START_S)
+                self.set_wait(WAIT_SILENT_S if silent or current_mode == "stop" else WAIT_ANSWERING_S, alive)
+
+    def close(self) -> None:
+        try:
+            self.executor.shutdown()
+            self.node.destroy_node()
+        finally:
+            rclpy.shutdown(context=self.context)
+
+
+def _time(ns: int):
+    from builtin_interfaces.msg import Time
+
+    return Time(sec=ns // 1_000_000_000, nanosec=ns % 1_000_000_000)
+
+
+def timeline(
+    segments: list[tuple[str, str, float, float, tuple[float, float, float]]],
+    pushes: list[tuple[float, tuple[float, float, float]]],
+    fault_at_s: float | None,
+    end_s: float,
+    control_dt: float,
+) -> list[Point]:
+    """The points of a trial: ``segments`` as (name, mode, start s, duration s, cmd), pushes as
+    (at s, world velocity), all in trial time, rounded to whole control steps."""
+    step_ns = round(control_dt * 1e9)
+
+    def at(t: float) -> int:
+        return round(t / control_dt) * step_ns
+
+    points: dict[int, Point] = {}
+
+    def point(t_ns: int) -> Point:
+        return points.setdefault(t_ns, Point(t_ns))
+
+    for index, (name, mode, start, _duration, cmd) in enumerate(segments):
+        point(at(start)).segment = (name, mode, cmd, index)
+    for t, velocity in pushes:
+        point(at(t)).pushes.append(velocity)
+    if fault_at_s is not None:
+        # The fault lands on the instant at fault_at_s; the policy's last answer is the one before.
+        point(max(0, at(fault_at_s) - 2 * step_ns)).silent_from_here = True
+    end_ns = at(end_s)
+    t = 0
+    refresh_ns = at(REFRESH_S)
+    while t < end_ns:
+        point(t)
+        t += refresh_ns
+    point(end_ns).end = True
+    ordered = sorted(points.values(), key=lambda p: p.t_ns)
+    return [p for p in ordered if p.t_ns <= end_ns]

@@ -1,0 +1,268 @@
+"""Schedules a suite's trials (per policy) over local worker processes or Ray tasks, shows progress,
+stops cleanly on Ctrl-C, and assembles the results.
+
+Each trial is independent (own ROS domain, own processes, own seed), so the results are the same
+whatever runs them and in whatever order: results are sorted by policy, scenario and trial before
+anything is aggregated. Wall-clock figures never enter results.json (they go to timing.json).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import multiprocessing
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from spot_policy.core import paths
+from spot_policy_tools.evaluate.scenario import Suite, trial_seed
+from spot_policy_tools.evaluate.trial import TrialSpec, run_trial
+
+NOISE_TERMS = {
+    "base_lin_vel": "base_lin_vel",
+    "base_ang_vel": "base_ang_vel",
+    "projected_gravity": "projected_gravity",
+    "joint_pos_rel": "joint_pos",
+    "joint_pos": "joint_pos",
+    "joint_vel_rel": "joint_vel",
+    "joint_vel": "joint_vel",
+}
+
+
+@dataclass(frozen=True)
+class PolicyInfo:
+    """What the evaluation reads from a policy's run folder (env.yaml + ONNX), and nothing else."""
+
+    label: str
+    given: str  # as the user gave it
+    run_dir: str
+    onnx_sha256: str
+    ranges: dict[str, tuple[float, float]]
+    noise: dict[str, float]
+    control_dt: float
+    joint_lower: tuple[float, ...]
+    joint_upper: tuple[float, ...]
+
+    def public(self) -> dict[str, Any]:
+        return {
+            "label": self.label,
+            "policy": self.given,
+            "onnx_sha256": self.onnx_sha256,
+            "command_ranges": {k: list(v) for k, v in self.ranges.items()},
+            "observation_noise": self.noise,
+            "control_dt_s": self.control_dt,
+        }
+
+
+def policy_info(given: str, label: str) -> PolicyInfo:
+    """Resolve a policy as the node does; raises PolicyLoadError with one line if it cannot."""
+    from spot_policy.core.isaaclab_yaml import callable_name, load_isaaclab_yaml
+    from spot_policy.core.loader import load_spec
+    from spot_policy.core.locate import locate_run
+
+    run = locate_run(given, policies_dir=paths.config_dir() / "policies")
+    spec = load_spec(run)
+    env = load_isaaclab_yaml(Path(spec.env_yaml))
+    noise: dict[str, float] = {}
+    terms = ((env.get("observations") or {}).get("policy") or {}) if isinstance(env, dict) else {}
+    for term in terms.values() if isinstance(terms, dict) else []:
+        if not isinstance(term, dict) or not isinstance(term.get("noise"), dict):
+            continue
+        func = (callable_name(term.get("func")) or str(term.get("func"))).rsplit(":", 1)[-1].rsplit(".", 1)[-1]
+        key = NOISE_TERMS.get(func)
+        n = term["noise"]
+        if key and isinstance(n.get("n_max"), (int, float)) and isinstance(n.get("n_min"), (int, float)):
+            noise[key] = float(max(abs(n["n_max"]), abs(n["n_min"])))
+    r = spec.command_ranges
+    ranges = {"vx": tuple(r["lin_vel_x"]), "vy": tuple(r["lin_vel_y"]), "wz": tuple(r["ang_vel_z"])}
+    digest = hashlib.sha256(Path(spec.onnx_path).read_bytes()).hexdigest()
+    return PolicyInfo(
+        label=label,
+        given=given,
+        run_dir=str(spec.run_dir),
+        onnx_sha256=digest,
+        ranges={k: (float(v[0]), float(v[1])) for k, v in ranges.items()},
+        noise=noise,
+        control_dt=float(spec.control_dt),
+        joint_lower=tuple(float(v) for v in spec.joint_lower),
+        joint_upper=tuple(float(v) for v in spec.joint_upper),
+    )
+
+
+def trial_specs(
+    suite: Suite, policies: Sequence[PolicyInfo], out: Path, keep_bags: bool, media: bool
+) -> list[TrialSpec]:
+    specs = []
+    for info in policies:
+        for scenario in suite.scenarios:
+            for k in range(scenario.trials):
+                specs.append(
+                    TrialSpec(
+                        policy=info.run_dir,
+                        label=info.label,
+                        scenario=scenario,
+                        trial=k,
+                        seed=trial_seed(suite.seed, scenario.name, k),
+                        out_dir=str(out / "trials" / info.label / scenario.name / f"trial_{k}"),
+                        ranges=info.ranges,
+                        noise=info.noise,
+                        control_dt=info.control_dt,
+                        joint_lower=info.joint_lower,
+                        joint_upper=info.joint_upper,
+                        keep_bag=keep_bags,
+                        media=media,
+                    )
+                )
+    return specs
+
+
+class Progress:
+    """One status line: trials done, simulated seconds done, ETA from the sim-seconds rate."""
+
+    def __init__(self, total_trials: int, total_sim_s: float, stream=sys.stderr, enabled: bool = True) -> None:
+        self.total_trials, self.total_sim_s = total_trials, total_sim_s
+        self.done_trials, self.done_sim_s = 0, 0.0
+        self.failed: list[str] = []
+        self.started = time.monotonic()
+        self.stream = stream
+        self.enabled = enabled
+        self.tty = hasattr(stream, "isatty") and stream.isatty()
+
+    def trial_done(self, name: str, sim_s: float, ok: bool) -> None:
+        self.done_trials += 1
+        self.done_sim_s += sim_s
+        if not ok:
+            self.failed.append(name)
+        self.show(name, ok)
+
+    def show(self, last: str = "", ok: bool = True) -> None:
+        if not self.enabled:
+            return
+        elapsed = time.monotonic() - self.started
+        frac = self.done_sim_s / self.total_sim_s if self.total_sim_s else 1.0
+        eta = elapsed * (1 - frac) / frac if frac > 0 else float("nan")
+        width = 28
+        bar = "#" * int(width * frac) + "-" * (width - int(width * frac))
+        eta_text = f"{eta:5.0f} s" if eta == eta else "    ? s"
+        line = (
+            f"[{bar}] {self.done_trials}/{self.total_trials} trials, {frac:4.0%}, {elapsed:5.0f} s elapsed, "
+            f"ETA {eta_text}" + (f"  {last}{'' if ok else ' (FAILED)'}" if last else "")
+        )
+        if self.tty:
+            self.stream.write("\r\033[K" + line)
+        else:
+            self.stream.write(line + "\n")
+        self.stream.flush()
+
+    def close(self) -> None:
+        if self.enabled and self.tty:
+            self.stream.write("\n")
+            self.stream.flush()
+
+
+def _trial_ok(result: dict) -> bool:
+    return result.get("error") is None and not result.get("failed_checks")
+
+
+def _worker_init() -> None:
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides; children finish their trial
+
+
+def run_local(
+    specs: Sequence[TrialSpec], workers: int, on_done: Callable[[dict], None], stop: threading.Event
+) -> tuple[list[dict], bool]:
+    """Trials on ``workers`` processes; returns (results, interrupted). Ctrl-C: no new trials, the
+    running ones are stopped (their nodes shut down cleanly), finished ones are kept."""
+    results: list[dict] = []
+    if workers <= 1:
+        for spec in specs:
+            if stop.is_set():
+                return results, True
+            try:
+                result = run_trial(spec, stop=stop)
+            except KeyboardInterrupt:
+                stop.set()
+                return results, True
+            if result.get("error") == "interrupted":
+                return results, True
+            results.append({**result, "label": spec.label})
+            on_done(results[-1])
+        return results, False
+    ctx = multiprocessing.get_context("spawn")
+    pool = ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_worker_init)
+    pending: dict[Future, TrialSpec] = {}
+    queue = list(specs)
+    interrupted = False
+    try:
+        while queue or pending:
+            while queue and len(pending) < workers and not stop.is_set():
+                spec = queue.pop(0)
+                pending[pool.submit(run_trial, spec)] = spec
+            if not pending:
+                break
+            done, _ = wait(list(pending), timeout=0.5, return_when=FIRST_COMPLETED)
+            for future in done:
+                spec = pending.pop(future)
+                result = future.result()
+                results.append({**result, "label": spec.label})
+                on_done(results[-1])
+            if stop.is_set():
+                interrupted = True
+                queue.clear()
+    except KeyboardInterrupt:
+        interrupted = True
+        stop.set()
+        print("\nevaluate: stopping after the running trials (Ctrl-C again to abandon them)", file=sys.stderr)
+        try:
+            for future in list(pending):
+                spec = pending.pop(future)
+                result = future.result()
+                results.append({**result, "label": spec.label})
+        except KeyboardInterrupt:
+            pass
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+    return results, interrupted
+
+
+def run_ray(
+    specs: Sequence[TrialSpec], address: str, on_done: Callable[[dict], None], stop: threading.Event
+) -> tuple[list[dict], bool]:
+    """Trials as Ray tasks on the cluster at ``address`` (one CPU each)."""
+    try:
+        import ray
+    except ImportError:
+        raise RuntimeError("--ray needs Ray: pip install 'ray==2.60.0' (the optional extra 'ray')") from None
+    ray.init(address=address, ignore_reinit_error=True, log_to_driver=False)
+    task = ray.remote(num_cpus=1, max_retries=0)(run_trial)
+    refs = {task.remote(spec): spec for spec in specs}
+    results: list[dict] = []
+    interrupted = False
+    try:
+        remaining = list(refs)
+        while remaining:
+            done, remaining = ray.wait(remaining, num_returns=1, timeout=0.5)
+            for ref in done:
+                results.append({**ray.get(ref), "label": refs[ref].label})
+                on_done(results[-1])
+            if stop.is_set():
+                interrupted = True
+                for ref in remaining:
+                    ray.cancel(ref)
+                break
+    except KeyboardInterrupt:
+        interrupted = True
+    return results, interrupted
+
+
+def ordered(results: Iterable[dict], specs: Sequence[TrialSpec]) -> list[dict]:
+    """Results in the suite's order (policy, scenario, trial): independent of who finished first."""
+    rank = {(s.label, s.scenario.name, s.trial): i for i, s in enumerate(specs)}
+    return sorted(results, key=lambda r: rank[(r["label"], r["scenario"], r["trial"])])

@@ -1,0 +1,291 @@
+"""One trial through the deployed code path: the shipped sim bridge and policy node over DDS, in
+lockstep, in a ROS domain of its own, driven by :mod:`.driver`, recorded, then scored.
+
+Runs in any process (a local worker, a Ray task): everything it needs is in :class:`TrialSpec`
+(plain data, picklable), and it returns plain data. The trial folder keeps ``logs/``, the bag of a
+failed trial (or of every trial with ``keep_bag``) and ``failure.gif``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import random
+import shutil
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from spot_policy.ros import bringup
+from spot_policy.ros.dds_isolation import LOCK_PORT_BASE, isolate_environment
+from spot_policy_tools.evaluate.metrics import TrialContext, compute
+from spot_policy_tools.evaluate.scenario import Scenario
+from spot_sim_bridge.core.backend import DEFAULT_JOINT_POS
+from spot_sim_bridge.core.terrain import TerrainSpec
+
+#: ROS domains for trials (the sim job and tests claim 1-99): a claim is a bound localhost port.
+TRIAL_DOMAINS = range(100, 216)
+BODY_MASS_KG = 31.6
+
+
+@dataclass(frozen=True)
+class TrialSpec:
+    policy: str  # the run folder (or policy.onnx) as resolved
+    label: str  # the policy's label in the report
+    scenario: Scenario
+    trial: int
+    seed: int
+    out_dir: str  # this trial's folder
+    ranges: dict[str, tuple[float, float]]
+    noise: dict[str, float]  # Isaac Lab observation noise amplitudes from the policy's env.yaml
+    control_dt: float
+    joint_lower: tuple[float, ...]
+    joint_upper: tuple[float, ...]
+    keep_bag: bool = False
+    media: bool = True
+    extra_bridge_params: dict[str, Any] = field(default_factory=dict)
+
+
+@contextlib.contextmanager
+def claimed_domain() -> Iterator[int]:
+    """A ROS domain no other process on this machine uses, for the duration of the block."""
+    domains = list(TRIAL_DOMAINS)
+    random.SystemRandom().shuffle(domains)
+    for domain in domains:
+        lock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        try:
+            lock.bind(("127.0.0.1", LOCK_PORT_BASE + domain))
+        except OSError:
+            lock.close()
+            continue
+        try:
+            yield domain
+        finally:
+            lock.close()
+        return
+    raise RuntimeError(f"no free ROS domain in {TRIAL_DOMAINS.start}-{TRIAL_DOMAINS.stop - 1}")
+
+
+def terrain_of(scenario: Scenario, seed: int) -> TerrainSpec:
+    t = scenario.environment["terrain"]
+    return TerrainSpec(
+        kind=t["kind"],
+        slope_deg=t["slope_deg"],
+        rough_amplitude_m=t["rough_amplitude_m"],
+        step_height_m=t["step_height_m"],
+        step_length_m=t["step_length_m"],
+        start_x_m=t["start_x_m"],
+        seed=seed,
+    )
+
+
+def bridge_params(spec: TrialSpec) -> dict[str, Any]:
+    """The sim bridge's parameters for this trial (the bridge's own names, config/sim_bridge.yaml)."""
+    s, env, sense = spec.scenario, spec.scenario.environment, spec.scenario.sensing
+    terrain = env["terrain"]
+    scale = sense["noise_scale"] if sense["isaaclab_noise"] else 0.0
+    params: dict[str, Any] = {
+        "lockstep_barrier": True,
+        "lockstep_wait_s": 0.05,
+        "publish_ground_truth": True,
+        "friction": env["friction"],
+        "payload_kg": env["payload_kg"],
+        "payload_offset": env["payload_offset_m"],
+        "actuator_kp_scale": env["kp_scale"],
+        "actuator_torque_limit_scale": env["torque_limit_scale"],
+        "terrain": terrain["kind"],
+        "terrain_slope_deg": terrain["slope_deg"],
+        "terrain_rough_amplitude_m": terrain["rough_amplitude_m"],
+        "terrain_step_height_m": terrain["step_height_m"],
+        "terrain_step_length_m": terrain["step_length_m"],
+        "terrain_start_x_m": terrain["start_x_m"],
+        "terrain_seed": spec.seed,
+        "sense_seed": spec.seed,
+        "added_command_latency_ms": sense["command_latency_ms"],
+        "imu_gyro_bias": sense["imu_gyro_bias"],
+        "imu_tilt_bias_deg": sense["imu_tilt_bias_deg"],
+        "velocity_bias": sense["velocity_bias"],
+        "velocity_drift": sense["velocity_drift"],
+        "sense_latency_ms": sense["latency_ms"],
+        "sense_drop_probability": sense["drop_probability"],
+    }
+    for term in ("base_lin_vel", "base_ang_vel", "projected_gravity", "joint_pos", "joint_vel"):
+        params[f"sense_noise_{term}"] = scale * spec.noise.get(term, 0.0)
+    for fault in s.faults:
+        at = s.lead_s + fault.at_s
+        if fault.kind == "nan":
+            params["fault_nan_at_s"] = at
+        else:
+            params.update(fault_stale_topic=fault.topic, fault_stale_at_s=at, fault_stale_duration_s=fault.duration_s)
+    params.update(spec.extra_bridge_params)
+    return params
+
+
+def initial_pose(scenario: Scenario, seed: int) -> dict[str, float]:
+    """The default pose with each joint offset by a seeded uniform draw within +-joint_noise_rad."""
+    rng = np.random.default_rng([seed, 7])
+    offsets = rng.uniform(-scenario.joint_noise_rad, scenario.joint_noise_rad, size=len(DEFAULT_JOINT_POS))
+    return {
+        name: round(value + float(o), 6) for (name, value), o in zip(DEFAULT_JOINT_POS.items(), offsets, strict=True)
+    }
+
+
+def trial_segments(scenario: Scenario, ranges: dict[str, tuple[float, float]]):
+    """The whole trial's segments in trial time: initial stand, zero-velocity walk, the commands."""
+    out = [("initial_stand", "stand", 0.0, scenario.stand_s, (0.0, 0.0, 0.0))] if scenario.stand_s > 0 else []
+    if scenario.settle_s > 0 or not out:
+        out.append(("initial_walk", "walk", scenario.stand_s, scenario.settle_s, (0.0, 0.0, 0.0)))
+    commands = scenario.segments(ranges)
+    out += [(c.name, c.mode, scenario.lead_s + c.start_s, c.duration_s, c.cmd) for c in commands]
+    return out, commands
+
+
+def trace(data, commands, lead_s: float, rate_hz: float = 10.0) -> dict[str, list[float]]:
+    """A 10 Hz excerpt of the trial for the report's plots: commanded and achieved velocity, height."""
+    step = max(1, round(1.0 / (rate_hz * max(float(np.median(np.diff(data.t))), 1e-3))))
+    idx = np.arange(0, len(data.t), step)
+    t = data.t[idx]
+    cmd = np.zeros((len(t), 3))
+    for c in commands:
+        window = (t >= lead_s + c.start_s) & (t < lead_s + c.end_s)
+        cmd[window] = c.cmd
+    height = data.pos[idx, 2] - data.ground_under_base[idx]
+    series = {
+        "t": t,
+        "vx": data.lin_vel_body[idx, 0],
+        "vy": data.lin_vel_body[idx, 1],
+        "wz": data.ang_vel_body[idx, 2],
+        "cmd_vx": cmd[:, 0],
+        "cmd_vy": cmd[:, 1],
+        "cmd_wz": cmd[:, 2],
+        "height": height,
+    }
+    return {k: [round(float(v), 4) for v in vals] for k, vals in series.items()}
+
+
+_T0 = [0.0]
+
+
+def _phase(what: str) -> None:
+    """Where a trial's wall time goes (EVAL_DEBUG=1): seconds since the previous phase."""
+    now = time.monotonic()
+    if os.environ.get("EVAL_DEBUG") and _T0[0]:
+        print(f"evaluate trial: {what}: +{now - _T0[0]:.2f} s", flush=True)
+    _T0[0] = now
+
+
+def run_trial(
+    spec: TrialSpec,
+    progress: Callable[[float], None] | None = None,
+    stop: threading.Event | None = None,
+) -> dict[str, Any]:
+    """Run, record and score one trial; never raises for a trial that went wrong (``error`` says why)."""
+    from spot_policy_tools.evaluate.driver import DriverError, TrialDriver, timeline
+    from spot_policy_tools.evaluate.trial_data import RECORDED, trial_data
+    from spot_policy_tools.launcher import NodeGroup
+
+    scenario = spec.scenario
+    out = Path(spec.out_dir)
+    if out.exists():
+        shutil.rmtree(out)
+    out.mkdir(parents=True)
+    segments, commands = trial_segments(scenario, spec.ranges)
+    end_s = segments[-1][2] + segments[-1][3]
+    pushes = [(scenario.lead_s + p.at_s, p.velocity) for p in scenario.pushes]
+    fault_at = scenario.lead_s + scenario.faults[0].at_s if scenario.faults else None
+    points = timeline(segments, pushes, fault_at, end_s, spec.control_dt)
+    result: dict[str, Any] = {"scenario": scenario.name, "trial": spec.trial, "seed": spec.seed, "error": None}
+    _phase("start")
+    started = time.monotonic()
+    wall_limit = 60.0 + 6.0 * end_s
+    with claimed_domain() as domain:
+        env = isolate_environment(domain, dict(os.environ))
+        group = NodeGroup(out / "logs", env)
+        driver = None
+        try:
+            topics = "[" + ",".join(f'"{t}"' for t in RECORDED) + "]"  # quoted: the entries hold ':'
+            recorder = {"out": str(out / "bag"), "use_sim_time": True, "topics": topics}
+            group.start(bringup.NodeSpec("spot_policy", "recorder", "recorder", (), recorder))
+            for node in bringup.sim_nodes(
+                spec.policy, realtime=False, teleop=False, extra_bridge_params=bridge_params(spec)
+            ):
+                group.start(node)
+
+            def alive() -> str | None:
+                if stop is not None and stop.is_set():
+                    return "interrupted"
+                broken = group.failed()
+                return f"{broken.name} exited with {broken.poll()}: {broken.tail(6)}" if broken else None
+
+            driver = TrialDriver(domain)
+            _phase("nodes started")
+            first_mode = segments[0][1]
+            recorded = tuple(t.split(":")[0] for t in RECORDED)
+            driver.start(initial_pose(scenario, spec.seed), first_mode, alive, recorded)
+            _phase("standing")
+            driver.play(points, first_mode, alive, wall_limit, progress)
+            _phase("played")
+        except DriverError as exc:
+            result["error"] = str(exc)
+        finally:
+            if driver is not None:
+                driver.close()
+            group.stop(order=lambda p: 0 if p.name == "recorder" else 1)
+            _phase("stopped")
+    result["wall_s"] = round(time.monotonic() - started, 3)
+    result["sim_s"] = end_s
+    if result["error"] is not None:
+        return result
+
+    from spot_policy_tools.evaluate.verdict import judge
+
+    terrain = terrain_of(scenario, spec.seed)
+    try:
+        data, timing = trial_data(out / "bag", terrain)
+    except Exception as exc:  # a bag the recorder could not finish: the trial has no numbers
+        result["error"] = f"recording unusable: {type(exc).__name__}: {exc}"
+        return result
+    context = TrialContext(
+        segments=commands,
+        lead_s=scenario.lead_s,
+        total_mass_kg=BODY_MASS_KG + scenario.environment["payload_kg"],
+        joint_lower=np.asarray(spec.joint_lower),
+        joint_upper=np.asarray(spec.joint_upper),
+        ranges=spec.ranges,
+        control_dt=spec.control_dt,
+        fault_at_s=fault_at,
+    )
+    _phase("read bag")
+    expected = round(end_s / spec.control_dt)
+    if len(data.t) < expected:  # never score a run from a recording with holes
+        result["error"] = f"the recording lost {expected + 1 - len(data.t)} of {expected + 1} ground-truth instants"
+        return result
+    metrics = compute(data, context)
+    _phase("metrics")
+    if scenario.pushes:  # the push ladder: the largest kick the robot stood through (1 s after it)
+        fall = metrics["time_to_fall_s"]
+        survived = [p.speed_m_s for p in scenario.pushes if fall is None or scenario.lead_s + p.at_s + 1.0 <= fall]
+        metrics["push_survived_m_s"] = max(survived, default=0.0)
+    result["metrics"] = metrics
+    result["trace"] = trace(data, commands, scenario.lead_s)
+    result["timing"] = {k: timing[k] for k in sorted(timing) if k.endswith(("_median", "_p99"))}
+    own = judge(scenario, [metrics])
+    result["failed_checks"] = own["failed_checks"]
+    failed = bool(own["failed_checks"])
+    if failed and spec.media:
+        try:
+            from spot_policy_tools.evaluate.media import render_gif
+
+            gif = render_gif(data, terrain, out / "failure.gif", focus_s=metrics.get("time_to_fall_s") or fault_at)
+            result["media"] = str(gif)  # the runner makes it relative to the evaluation's folder
+        except Exception as exc:  # no GL on this machine: the numbers still count
+            result["media_error"] = f"{type(exc).__name__}: {exc}"
+    if not failed and not spec.keep_bag:
+        shutil.rmtree(out / "bag", ignore_errors=True)
+    return result

@@ -1,0 +1,185 @@
+"""A trial's bag as arrays (:class:`~spot_policy_tools.evaluate.metrics.TrialData`), and the feet.
+
+Reads the sim bridge's ground truth (``sim_bridge/ground_truth/{odom,joint_states,joint_targets}``),
+the policy's raw actions and both nodes' event streams with the ``rosbags`` reader (no rclpy).
+Foot positions come from the base pose and joint angles through Spot's MJCF (MuJoCo forward
+kinematics, no physics); the ground under base and feet from the trial's terrain spec.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from rosbags.rosbag2 import Reader
+
+from spot_policy.core import contract
+from spot_policy.ros.bag_recorder import default_typestore, deserialize_cdr
+from spot_policy_tools.evaluate.metrics import TrialData
+from spot_sim_bridge.core.terrain import TerrainSpec
+
+TOPICS = {
+    "sim_bridge/ground_truth/odom": "nav_msgs/msg/Odometry",
+    "sim_bridge/ground_truth/joint_states": "sensor_msgs/msg/JointState",
+    "sim_bridge/ground_truth/joint_targets": "sensor_msgs/msg/JointState",
+    "policy_node/action": "std_msgs/msg/Float32MultiArray",
+    "policy_node/events": "std_msgs/msg/String",
+    "sim_bridge/events": "std_msgs/msg/String",
+    contract.TOPIC_DIAGNOSTICS: "diagnostic_msgs/msg/DiagnosticArray",
+}
+#: What the trial's recorder records (recorder_node's "topic:type" form).
+RECORDED = (
+    *(f"{topic}:{msgtype}" for topic, msgtype in TOPICS.items()),
+    f"{contract.TOPIC_CMD_VEL}:geometry_msgs/msg/Twist",
+    f"{contract.TOPIC_PROFILE_SEGMENT}:std_msgs/msg/String",
+    # The policy node publishes its observation/action stream only while its step record is recorded.
+    "policy_node/step:std_msgs/msg/Int64MultiArray",
+)
+FEET = ("fl_foot", "fr_foot", "hl_foot", "hr_foot")
+
+
+class TrialDataError(ValueError):
+    """A trial bag without what the metrics need."""
+
+
+def _stamp_ns(header: Any) -> int:
+    return int(header.stamp.sec) * 1_000_000_000 + int(header.stamp.nanosec)
+
+
+def _by_name(names: list[str], values: Any) -> np.ndarray:
+    where = {contract.canonical_joint_name(n) or n: i for i, n in enumerate(names)}
+    return np.array([values[where[n]] for n in contract.ISAAC_JOINT_ORDER], dtype=np.float64)
+
+
+def read_bag(bag: Path) -> dict[str, Any]:
+    """The raw series of a trial bag, keyed by what they are."""
+    if not Path(bag).exists():
+        raise TrialDataError(f"{bag}: no such bag")
+    store = default_typestore()
+    odom: dict[int, tuple] = {}
+    joints: dict[int, tuple] = {}
+    targets: list[np.ndarray] = []
+    actions: list[np.ndarray] = []
+    policy_events: list[dict] = []
+    bridge_events: list[dict] = []
+    timing: dict[str, str] = {}
+    with Reader(bag) as reader:
+        conns = [c for c in reader.connections if c.topic.lstrip("/") in TOPICS]
+        for conn, _t, raw in reader.messages(connections=conns):
+            topic = conn.topic.lstrip("/")
+            msg = deserialize_cdr(store, raw, conn.msgtype)
+            if topic.endswith("ground_truth/odom"):
+                p, q = msg.pose.pose.position, msg.pose.pose.orientation
+                lin, ang = msg.twist.twist.linear, msg.twist.twist.angular
+                odom[_stamp_ns(msg.header)] = (
+                    p.x,
+                    p.y,
+                    p.z,
+                    q.x,
+                    q.y,
+                    q.z,
+                    q.w,
+                    lin.x,
+                    lin.y,
+                    lin.z,
+                    ang.x,
+                    ang.y,
+                    ang.z,
+                )
+            elif topic.endswith("ground_truth/joint_states"):
+                names = list(msg.name)
+                joints[_stamp_ns(msg.header)] = (
+                    _by_name(names, msg.position),
+                    _by_name(names, msg.velocity),
+                    _by_name(names, msg.effort),
+                )
+            elif topic.endswith("ground_truth/joint_targets"):
+                targets.append(_by_name(list(msg.name), msg.position))
+            elif topic == "policy_node/action":
+                actions.append(np.asarray(msg.data, dtype=np.float64))
+            elif topic.endswith("events"):
+                try:
+                    record = json.loads(msg.data)
+                except ValueError:
+                    continue
+                (policy_events if topic.startswith("policy_node") else bridge_events).append(record)
+            else:  # diagnostics: the policy node's last timing figures
+                for status in msg.status:
+                    if status.name.startswith("policy_node"):
+                        timing.update({kv.key: kv.value for kv in status.values})
+    stamps = sorted(set(odom) & set(joints))
+    if len(stamps) < 2:
+        raise TrialDataError(f"{bag}: fewer than two ground-truth instants; the trial recorded nothing usable")
+    return {
+        "t_ns": np.array(stamps, dtype=np.int64),
+        "odom": np.array([odom[s] for s in stamps]),
+        "q": np.array([joints[s][0] for s in stamps]),
+        "dq": np.array([joints[s][1] for s in stamps]),
+        "tau": np.array([joints[s][2] for s in stamps]),
+        "targets": np.array(targets).reshape(-1, 12),
+        "actions": np.array(actions).reshape(-1, actions[0].size if actions else 12),
+        "policy_events": [e for e in policy_events if e.get("event") == "log"],
+        "bridge_events": bridge_events,
+        "timing": timing,
+    }
+
+
+class FootKinematics:
+    """Foot sphere centres from base pose and joint angles (Spot's MJCF, forward kinematics only)."""
+
+    def __init__(self) -> None:
+        if "MUJOCO_GL" not in os.environ and not os.environ.get("DISPLAY"):
+            os.environ["MUJOCO_GL"] = "osmesa"
+        import mujoco
+
+        from spot_sim_bridge.model import SPOT_MJCF
+
+        self._mujoco = mujoco
+        self.model = mujoco.MjModel.from_xml_path(str(SPOT_MJCF))
+        self.data = mujoco.MjData(self.model)
+        self.joint_qpos = np.array([self.model.joint(n).qposadr[0] for n in contract.ISAAC_JOINT_ORDER])
+        self.base_qpos = int(self.model.joint("base").qposadr[0])
+        self.feet = np.array([self.model.geom(f).id for f in FEET])
+
+    def __call__(self, pos: np.ndarray, quat_xyzw: np.ndarray, q: np.ndarray) -> np.ndarray:
+        out = np.empty((len(pos), len(self.feet), 3))
+        d, b = self.data, self.base_qpos
+        for i in range(len(pos)):
+            d.qpos[b : b + 3] = pos[i]
+            x, y, z, w = quat_xyzw[i]
+            d.qpos[b + 3 : b + 7] = (w, x, y, z)
+            d.qpos[self.joint_qpos] = q[i]
+            self._mujoco.mj_kinematics(self.model, d)
+            out[i] = d.geom_xpos[self.feet]
+        return out
+
+
+def trial_data(bag: Path, terrain: TerrainSpec, kinematics: FootKinematics | None = None) -> tuple[TrialData, dict]:
+    """The metrics' input from a trial bag (times in s since the trial began at sim time 0)."""
+    raw = read_bag(bag)
+    o = raw["odom"]
+    pos, quat = o[:, 0:3], o[:, 3:7]
+    grid = None if terrain.flat else terrain.heights()
+    feet = (kinematics or FootKinematics())(pos, quat, raw["q"])
+    under_feet = terrain.height_at(feet[:, :, 0], feet[:, :, 1], grid)
+    data = TrialData(
+        t=raw["t_ns"] * 1e-9,
+        pos=pos,
+        quat_xyzw=quat,
+        lin_vel_body=o[:, 7:10],
+        ang_vel_body=o[:, 10:13],
+        q=raw["q"],
+        dq=raw["dq"],
+        tau=raw["tau"],
+        ground_under_base=terrain.height_at(pos[:, 0], pos[:, 1], grid),
+        feet=feet,
+        ground_under_feet=under_feet,
+        targets=raw["targets"],
+        actions=raw["actions"],
+        policy_events=raw["policy_events"],
+        bridge_events=raw["bridge_events"],
+    )
+    return data, raw["timing"]
