@@ -152,7 +152,7 @@ def build(package: str) -> None:
                     "rosidl_typesupport_introspection_c",
                     *RUNTIME_LIBS,
                 ],
-            ),  # fmt: skip
+            ),
             (
                 sorted(msg_dir.glob("detail/*__type_support_c.cpp")),
                 f"lib{package}__rosidl_typesupport_fastrtps_c.so",
@@ -167,7 +167,7 @@ def build(package: str) -> None:
                     "rosidl_dynamic_typesupport",
                     *RUNTIME_LIBS,
                 ],
-            ),  # fmt: skip
+            ),
             (
                 sorted(msg_dir.glob("*__type_support.cpp")),
                 f"lib{package}__rosidl_typesupport_c.so",
@@ -184,7 +184,7 @@ def build(package: str) -> None:
                     *dep_libs("generator_c"),
                     *RUNTIME_LIBS,
                 ],
-            ),  # fmt: skip
+            ),
         ]
         for sources, name, libs in steps:
             if not sources:
