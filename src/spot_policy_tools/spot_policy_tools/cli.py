@@ -19,6 +19,8 @@ examples:
   spot-policy bench --json
   spot-policy sim                                  # default profile, shipped policy, real time
   spot-policy sim --profile stand --lockstep --out runs/stand
+  spot-policy sim --teleop keyboard                # drive Spot from this terminal (or --teleop gamepad)
+  spot-policy sim --foxglove                       # live view for Foxglove (ws://127.0.0.1:8765); drive in the browser
   spot-policy robot --emulator --profile default --out runs/robot   # the robot path on the Spot API emulator
   spot-policy emulator --port 50443 --fault estop@30               # a Spot to dry-run robot.launch.py against
   spot-policy replay runs/stand/bag --policy spot_flat_mjx --out runs/stand/replay

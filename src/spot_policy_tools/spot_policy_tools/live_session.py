@@ -52,6 +52,9 @@ def view_specs(args: argparse.Namespace, accept_cmd_vel: bool) -> list[bringup.N
     """The live view node, where ``--foxglove`` asks for it."""
     if not args.foxglove:
         return []
+    port = args.foxglove_port or "<any free port: see logs/live_view.log>"
+    print(f"live view: open ws://{args.foxglove_host}:{port} in Foxglove (Open connection -> Foxglove WebSocket), "
+          "layout config/foxglove/spot.json" + ("" if accept_cmd_vel else " (view only)"), flush=True)  # fmt: skip
     return [bringup.live_view(args.foxglove_port, args.foxglove_host, accept_cmd_vel=accept_cmd_vel)]
 
 
@@ -99,9 +102,8 @@ def run_interactive(specs: list[bringup.NodeSpec], out: Path, args: argparse.Nam
         for spec in specs:
             group.start(spec)
         if args.foxglove:
-            print(f"live view: open ws://{args.foxglove_host}:{args.foxglove_port} in Foxglove (Open connection -> "
-                  "Foxglove WebSocket), layout config/foxglove/spot.json; Service Call panel: "
-                  "/policy_node/stand, /policy_node/walk; Teleop panel: /cmd_vel", flush=True)  # fmt: skip
+            print("Foxglove: the stand / walk / stop buttons call the policy node; the Teleop panel drives /cmd_vel",
+                  flush=True)  # fmt: skip
         if args.teleop == "keyboard":
             code = _keyboard(group, lockstep)
         else:

@@ -174,7 +174,7 @@ class LiveViewNode(Node):
         self.create_timer(1.0 / rate, self._forward, clock=steady)
         self.create_timer(1.0 / cmd_rate, self._relay, clock=steady)
         self.url = f"ws://{p['host']}:{self.server.port}"
-        accepts = "accepts cmd_vel and stand/walk/stop" if self._accept_cmd_vel else "view only (no cmd_vel)"
+        accepts = "accepts cmd_vel and stand/walk/stop" if self._accept_cmd_vel else "view only: no client cmd_vel"
         self.get_logger().info(
             f"live view: {self.url} ({accepts}); open it in Foxglove (Open connection -> Foxglove WebSocket) "
             f"with the layout config/foxglove/spot.json, or {self.server.app_url()}"
