@@ -70,6 +70,10 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
+    if args.in_sim:
+        from spot_policy_tools import replay_in_sim
+
+        return replay_in_sim.main(args)
     from spot_policy_tools import replay
 
     return replay.main(args)

@@ -865,14 +865,6 @@ def main(args: argparse.Namespace) -> int:
     """0: matched (or a comparison of two policies); 1: diverged beyond the tolerance; 2: bad input."""
     from spot_policy.core.loader import load_policy
 
-    if getattr(args, "in_sim", False):
-        from spot_policy_tools.replay_in_sim import run_in_sim
-
-        try:
-            return run_in_sim(args)
-        except ReplayError as exc:
-            print(f"spot-policy replay --in-sim: error: {exc}", file=sys.stderr)
-            return 2
     try:
         rec = read_recording(args.bag)
         if args.policy is None:

@@ -282,6 +282,15 @@ def run_in_sim(args: argparse.Namespace) -> int:
     return 0
 
 
+def main(args: argparse.Namespace) -> int:
+    """``spot-policy replay BAG --in-sim``: 0 compared, 2 bad input or a failed sim run."""
+    try:
+        return run_in_sim(args)
+    except ReplayError as exc:
+        print(f"spot-policy replay --in-sim: error: {exc}", file=sys.stderr)
+        return 2
+
+
 def format_comparison(c: Comparison) -> str:
     lines = [f"log vs sim over {c.window_s[0]:.2f}..{c.window_s[1]:.2f} s since the first stand/walk"]
     lines.append(f"{'signal':<24} {'RMS':>10} {'max':>10}")
