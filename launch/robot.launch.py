@@ -2,7 +2,7 @@
 
     export BOSDYN_CLIENT_USERNAME=... BOSDYN_CLIENT_PASSWORD=...   # never launch arguments
     ros2 launch spot_policy robot.launch.py hostname:=192.168.50.3 [policy:=spot_flat_mjx]
-        [joy:=true] [record:=false] [record_dir:=runs/bag] [port:=443] [ca_cert:=]
+        [teleop:=true] [joy:=true] [record:=false] [record_dir:=runs/bag] [port:=443] [ca_cert:=]
 
 A dry run against `spot-policy emulator`: hostname:=127.0.0.1 port:=<its port> ca_cert:=<its ca.pem>.
 The node set and parameter files come from spot_policy.ros.bringup, the same description that
@@ -21,6 +21,10 @@ ARGUMENTS = {
     "policy": ("spot_flat_mjx", "run folder, exported/policy.onnx, or a policy shipped in config/policies"),
     "port": ("443", "robot API port (the emulator prints its own)"),
     "ca_cert": ("", "robot CA certificate (empty: the SDK's Boston Dynamics CA; the emulator prints its ca.pem)"),
+    "teleop": (
+        "true",
+        "start teleop (cmd_vel from a gamepad, only while its dead-man is held); false: cmd_vel from elsewhere",
+    ),
     "joy": ("false", "also start joy_node (package joy) for a gamepad"),
     "record": ("false", "record the contract and debug topics to an MCAP bag (ros2 bag, else the recorder)"),
     "record_dir": ("runs/bag", "bag folder when record:=true"),
@@ -32,7 +36,7 @@ def _nodes(context):
     arg = values(context, ARGUMENTS)
     bridge = {"port": int(arg["port"]), "ca_cert": arg["ca_cert"]}
     specs = bringup.robot_nodes(
-        arg["policy"], arg["hostname"], teleop=True, joy=flag(arg["joy"]), extra_bridge_params=bridge
+        arg["policy"], arg["hostname"], teleop=flag(arg["teleop"]), joy=flag(arg["joy"]), extra_bridge_params=bridge
     )
     record = arg["record_dir"] if flag(arg["record"]) else None
     return [*node_actions(specs, record, sim_time=False), *rviz(flag(arg["rviz"]))]

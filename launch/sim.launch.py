@@ -1,7 +1,7 @@
 """Spot in a simulator: sim bridge + policy node + teleop (+ joy_node, + recording).
 
     ros2 launch spot_policy sim.launch.py [policy:=spot_flat_mjx] [backend:=mujoco] [realtime:=true]
-        [gui:=false] [joy:=false] [record:=false] [record_dir:=runs/bag]
+        [gui:=false] [teleop:=true] [joy:=false] [record:=false] [record_dir:=runs/bag]
 
 The node set and parameter files come from spot_policy.ros.bringup, the same description that
 `spot-policy sim` starts without ros2 launch.
@@ -19,6 +19,10 @@ ARGUMENTS = {
     "backend": ("mujoco", "physics backend of the sim bridge"),
     "realtime": ("true", "true: paced to the wall clock; false: lockstep, as fast as possible"),
     "gui": ("false", "open the simulator's viewer window (needs a display)"),
+    "teleop": (
+        "true",
+        "start teleop (cmd_vel from a gamepad, only while its dead-man is held); false: cmd_vel from elsewhere",
+    ),
     "joy": ("false", "also start joy_node (package joy) for a gamepad"),
     "record": ("false", "record the contract and debug topics to an MCAP bag (ros2 bag, else the recorder)"),
     "record_dir": ("runs/bag", "bag folder when record:=true"),
@@ -29,7 +33,12 @@ ARGUMENTS = {
 def _nodes(context):
     arg = values(context, ARGUMENTS)
     specs = bringup.sim_nodes(
-        arg["policy"], arg["backend"], flag(arg["realtime"]), flag(arg["gui"]), teleop=True, joy=flag(arg["joy"])
+        arg["policy"],
+        arg["backend"],
+        flag(arg["realtime"]),
+        flag(arg["gui"]),
+        teleop=flag(arg["teleop"]),
+        joy=flag(arg["joy"]),
     )
     record = arg["record_dir"] if flag(arg["record"]) else None
     return [*node_actions(specs, record, sim_time=True), *rviz(flag(arg["rviz"]))]

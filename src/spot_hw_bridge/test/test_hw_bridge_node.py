@@ -187,3 +187,53 @@ def test_start_up_failure_exits_1_with_the_cause(policy: Path, tmp_path: Path, f
     assert emulator.lease_owner == "" and emulator.body.behaviour is Behaviour.OFF
     for secret in SECRETS:
         assert secret not in output
+
+
+#: The robot bridge's safe stop (stop streaming, stand, return the lease) ends within this, whatever
+#: signals arrive meanwhile (its RPC timeouts: the stand 1 s, the lease return and its check 2 s each).
+SHUTDOWN_BOUND_S = 15.0
+
+
+def test_signals_while_walking_and_during_the_lease_return_do_not_cut_the_safe_stop(
+    policy: Path, tmp_path: Path
+) -> None:
+    """Ctrl-C in a terminal signals every process, ``ros2 launch`` sends one more, systemd sends
+    SIGTERM: the bridge stands the robot and returns the lease all the same (issue 13)."""
+    probe = Probe()
+    spinner = Spinner(probe)
+    log = tmp_path / "hw_bridge.log"
+    with running_emulator() as emulator:
+        proc = bridge_process(emulator, policy, log)
+        try:
+            assert wait_for(lambda: probe.count("joint_states") > 50, 20.0), log.read_text()[-2000:]
+            js = probe.last("joint_states")
+            stand = dict(zip(js.name, js.position, strict=True))
+            end = time.monotonic() + 5.0
+            while time.monotonic() < end and emulator.body.counters["joint_commands"] <= 50:
+                probe.command(stand)
+                time.sleep(0.02)
+            assert emulator.body.counters["joint_commands"] > 50, log.read_text()[-2000:]  # joint control: walking
+            # Every RPC now takes 0.3 s more: the stand, the lease return and its check are long
+            # enough that the signals below land while they run.
+            emulator.inject("latency", 0.15)
+            started = time.monotonic()
+            proc.send_signal(signal.SIGINT)
+            sent = 1
+            while proc.poll() is None and time.monotonic() - started < SHUTDOWN_BOUND_S + 5.0:
+                time.sleep(0.05)
+                proc.send_signal(signal.SIGTERM if sent % 2 else signal.SIGINT)
+                sent += 1
+            code = proc.wait(timeout=10)
+            took = time.monotonic() - started
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+        spinner.close()
+        probe.destroy_node()
+        output = log.read_text()
+        assert code == 0, output[-3000:]
+        assert "Traceback" not in output and "KeyboardInterrupt" not in output, output[-3000:]
+        assert "shut down: lease returned" in output and emulator.lease_owner == "", output[-3000:]
+        assert emulator.body.behaviour is Behaviour.STAND  # the safe stop stood the robot
+        assert output.count("already shutting down") >= 5, output[-3000:]  # signals came during the stop
+        assert took < SHUTDOWN_BOUND_S, f"{took:.1f} s"

@@ -133,11 +133,22 @@ def test_golden_bag_opens_with_rosbags_mcap_and_has_ros2_bag_info_metadata(name:
 
 
 def test_record_uses_ros2_bag_where_it_exists(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """record:=true: ``ros2 bag record`` only where ros2 AND rosbag2 with its MCAP plugin are installed
+    (a ROS install without rosbag2 has a ``ros2`` that answers ``invalid choice: 'bag'``); else the
+    launch files start the recorder node."""
     monkeypatch.setenv("PATH", str(tmp_path))
+    prefix = tmp_path / "opt_ros"
+    monkeypatch.setenv("AMENT_PREFIX_PATH", str(prefix))
     assert bringup.bag_record_command("runs/bag") is None  # sim.launch.py falls back to the recorder node
     ros2 = tmp_path / "ros2"
     ros2.write_text("#!/bin/sh\n")
     ros2.chmod(0o755)
+    assert bringup.bag_record_command("runs/bag") is None  # ros2 without rosbag2
+    index = prefix / "share" / "ament_index" / "resource_index" / "packages"
+    index.mkdir(parents=True)
+    (index / "ros2bag").touch()
+    assert bringup.bag_record_command("runs/bag") is None  # rosbag2 without the MCAP storage plugin
+    (index / "rosbag2_storage_mcap").touch()
     argv = bringup.bag_record_command("runs/bag")
     assert argv is not None and argv[:7] == [str(ros2), "bag", "record", "-s", "mcap", "-o", "runs/bag"]
     assert "--use-sim-time" in argv

@@ -17,24 +17,21 @@ from __future__ import annotations
 
 import math
 import os
-import signal
 import sys
 import threading
 import time
 from typing import Any
 
-import rclpy
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from rclpy.clock import Clock, ClockType
-from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
 
 from spot_hw_bridge.core.bridge import CommandLoss, HwBridge, HwBridgeConfig, Phase, load_gains
 from spot_hw_bridge.core.conversion import StateSample
 from spot_hw_bridge.core.errors import ENV_HOSTNAME, BridgeError, Credentials
 from spot_policy.core import contract, paths
-from spot_policy.core.errors import PolicyLoadError
 from spot_policy.ros import qos_events
+from spot_policy.ros.node_main import run_node
 from spot_policy.ros.node_parts import log_event, read_only
 from spot_policy.ros.state_publisher import StatePublisher, subscribe_joint_command
 from spot_sim_bridge.model import robot_description
@@ -218,50 +215,32 @@ class HwBridgeNode(Node):
         self.diag_pub.publish(msg)
 
 
+def _stop(node: HwBridgeNode) -> None:
+    """Whatever ended the run: the safe stop, then the lease back; the last line says how it ended."""
+    node.shutdown_robot()
+    fault = node.core.fault
+    if fault is not None and node.exit_code:
+        node.get_logger().error(f"exiting: {fault}")  # the last line says why
+    else:
+        returned = "lease returned" if node.core.lease_returned else "no lease held"
+        node.get_logger().info(f"shut down: {returned}")
+
+
 def main(args: list[str] | None = None) -> int:
+    """Entry point (``ros2 run spot_hw_bridge hw_bridge``): 0 after a clean stop, 1 when the robot
+    could not be used (the line says why), 2 for a configuration error."""
     # The state thread must get the GIL back promptly to answer each state message (333 Hz).
     sys.setswitchinterval(SWITCH_INTERVAL_S)
-    rclpy.init(args=args)
-    node: HwBridgeNode | None = None
-    stop = threading.Event()
-    code = 0
-    try:
-        node = HwBridgeNode()
-        # SIGTERM (systemd, a launcher) gets the same clean shutdown as Ctrl-C on every distro.
-        signal.signal(signal.SIGTERM, lambda *_: stop.set())
-        executor = SingleThreadedExecutor()
-        executor.add_node(node)
-        node.start()
-        while rclpy.ok() and not stop.is_set() and not node.finished:
-            executor.spin_once(timeout_sec=0.1)
-        code = node.exit_code or 0
-    except BridgeError as exc:
-        print(f"{NODE_NAME}: {exc}", file=sys.stderr)
-        code = 1
-    except PolicyLoadError as exc:
-        print(f"{NODE_NAME}: cannot load the policy: {exc}", file=sys.stderr)
-        code = 2
-    except ValueError as exc:
-        print(f"{NODE_NAME}: {exc}", file=sys.stderr)
-        code = 2
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    except Exception:
-        if rclpy.ok():
-            raise
-    finally:
-        if node is not None:
-            node.shutdown_robot()
-            fault = node.core.fault
-            if fault is not None and node.exit_code:
-                node.get_logger().error(f"exiting: {fault}")  # the last line says why
-            else:
-                returned = "lease returned" if node.core.lease_returned else "no lease held"
-                node.get_logger().info(f"shut down: {returned}")
-            node.destroy_node()
-        if rclpy.ok():
-            rclpy.shutdown()
-    return code
+    return run_node(
+        NODE_NAME,
+        HwBridgeNode,
+        args,
+        fatal_errors=(BridgeError,),
+        until=lambda node: node.finished,
+        exit_code=lambda node: node.exit_code or 0,
+        on_start=lambda node: node.start(),
+        on_stop=_stop,
+    )
 
 
 if __name__ == "__main__":

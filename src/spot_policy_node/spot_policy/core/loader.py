@@ -34,10 +34,14 @@ def load_spec(files: RunFiles) -> PolicySpec:
 
 
 def open_model(
-    spec: PolicySpec, providers: Sequence[str], intra_op_threads: int, log: Callable[[str], None]
+    spec: PolicySpec,
+    providers: Sequence[str],
+    intra_op_threads: int,
+    log: Callable[[str], None],
+    info: Callable[[str], None] | None = None,
 ) -> OnnxPolicy:
     try:
-        model = OnnxPolicy(spec.onnx_path, providers, intra_op_threads, log)
+        model = OnnxPolicy(spec.onnx_path, providers, intra_op_threads, log, info)
     except Exception as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise PolicyLoadError(
@@ -74,7 +78,9 @@ def load_policy(
     logs_root: Path | None = None,
     policies_dir: Path | None = None,
     log: Callable[[str], None] = print,
+    info: Callable[[str], None] | None = None,
 ) -> LoadedPolicy:
+    """``log``: warnings (a provider the user asked for is missing); ``info``: expected notes."""
     files = locate_run(target, logs_root, policies_dir)
     spec = load_spec(files)
-    return LoadedPolicy(spec, open_model(spec, providers, intra_op_threads, log), files)
+    return LoadedPolicy(spec, open_model(spec, providers, intra_op_threads, log, info), files)

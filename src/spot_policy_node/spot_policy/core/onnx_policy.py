@@ -18,21 +18,32 @@ PROVIDER_ALIASES = {
 DEFAULT_PROVIDERS = ("tensorrt", "cuda", "cpu")
 
 
-def choose_providers(wanted: Sequence[str], available: Sequence[str], log: Callable[[str], None] = print) -> list[str]:
+def choose_providers(
+    wanted: Sequence[str],
+    available: Sequence[str],
+    log: Callable[[str], None] = print,
+    info: Callable[[str], None] | None = None,
+) -> list[str]:
     """Keep the wanted providers that this ONNX Runtime build has, in preference order.
 
-    CPU is always appended last so a Jetson without TensorRT still runs, with a log line saying so.
+    CPU is always appended last so a Jetson without TensorRT still runs. The providers skipped are
+    said in one line: at ``info`` level when ``wanted`` is the default list (a CPU machine is
+    expected to lack TensorRT and CUDA), else through ``log`` (a warning: the user asked for them).
     """
     chosen: list[str] = []
+    missing: list[str] = []
     for name in wanted:
         full = PROVIDER_ALIASES.get(name.lower(), name)
         if full in available:
             if full not in chosen:
                 chosen.append(full)
         else:
-            log(f"ONNX Runtime provider {full} is not available in this build; falling back to the next")
+            missing.append(full)
     if "CPUExecutionProvider" not in chosen:
         chosen.append("CPUExecutionProvider")
+    if missing:
+        say = (info or log) if tuple(n.lower() for n in wanted) == DEFAULT_PROVIDERS else log
+        say(f"ONNX Runtime: {', '.join(missing)} not in this build; running on {chosen[0]}")
     return chosen
 
 
@@ -45,6 +56,7 @@ class OnnxPolicy:
         providers: Sequence[str] = DEFAULT_PROVIDERS,
         intra_op_threads: int = 1,
         log: Callable[[str], None] = print,
+        info: Callable[[str], None] | None = None,
     ) -> None:
         options = ort.SessionOptions()
         options.intra_op_num_threads = max(1, int(intra_op_threads))
@@ -52,7 +64,7 @@ class OnnxPolicy:
         options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         options.log_severity_level = 3
-        chosen = choose_providers(providers, ort.get_available_providers(), log)
+        chosen = choose_providers(providers, ort.get_available_providers(), log, info)
         self.session = ort.InferenceSession(str(path), sess_options=options, providers=chosen)
         self.path = Path(path)
         self.provider = self.session.get_providers()[0]

@@ -201,6 +201,7 @@ class Teleop:
         self._last_time: float | None = None
         self._previous: dict[str, bool] | None = None  # action -> pressed in the last message
         self._pending: list[str] = []
+        self._was_held = False  # the last output() was a command from a held dead-man
         self._max_axis = max(axis.index for axis in mapping.axes.values())
         self._max_button = max(mapping.deadman, *mapping.buttons.values())
 
@@ -272,6 +273,24 @@ class Teleop:
             value = apply_deadband(self._axes[key], self.mapping.deadband) * axis.scale
             out.append((-value if axis.invert else value) + 0.0)  # + 0.0: no -0.0 on the wire
         return (out[0], out[1], out[2])
+
+
+    def output(self, now: float) -> Command | None:
+        """What to publish now (ROS teleop habit): the command while the dead-man is held in a fresh
+        message, one zero when that ends (released, joystick lost, a bad message), else nothing, so
+        another cmd_vel source (a planner, ``ros2 topic pub``) is not fought by a stream of zeros."""
+        if self.deadman_held(now):
+            self._was_held = True
+            return self.command(now)
+        if self._was_held:
+            self._was_held = False
+            return ZERO
+        return None
+
+    @property
+    def driving(self) -> bool:
+        """The last :meth:`output` was a command from a held dead-man."""
+        return self._was_held
 
 
 def available_mappings(directory: Path) -> list[str]:

@@ -6,7 +6,9 @@ installation); ``spot-policy`` starts the same specs as processes without them.
 
 from __future__ import annotations
 
-from launch.actions import DeclareLaunchArgument, ExecuteProcess
+from launch.actions import DeclareLaunchArgument, EmitEvent, ExecuteProcess, LogInfo
+from launch.events import Shutdown
+from launch.events.process import ProcessExited
 from launch.launch_context import LaunchContext
 from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import Node
@@ -30,22 +32,45 @@ def flag(text: str) -> bool:
     return text.lower() in ("true", "1", "yes")
 
 
+class RequiredNodeFailed(RuntimeError):
+    """A node the bring-up cannot run without exited with an error: ``ros2 launch`` ends with status 1."""
+
+
+def _on_required_exit(event: ProcessExited, context: LaunchContext) -> list | None:
+    """A required node (``NodeSpec.required``) ended: stop everything, and fail when it failed.
+
+    ``ros2 launch`` returns a non-zero status only when an exception reaches its event loop, so a
+    failed node raises one here (launch then shuts the others down and exits 1: a systemd unit
+    shows failed). During a shutdown already under way (Ctrl-C) an exit is expected.
+    """
+    if context.is_shutdown:
+        return None
+    reason = f"{event.action.name} exited with status {event.returncode}: the system cannot run without it"
+    if event.returncode != 0:
+        raise RequiredNodeFailed(reason)
+    return [EmitEvent(event=Shutdown(reason=reason))]
+
+
 def node_actions(specs: list[bringup.NodeSpec], record_dir: str | None = None, sim_time: bool = True) -> list:
     """A ``Node`` action per spec (its parameter files, then its overrides), plus the recording.
 
-    ``record_dir``: record the contract topics there, with ``ros2 bag record`` where rosbag2 is
-    installed, else with the project's recorder node.
+    ``record_dir``: record the contract topics there, with ``ros2 bag record`` where rosbag2 and its
+    MCAP plugin are installed, else with the project's recorder node (and a line saying so).
     """
+    actions: list = []
     bag = bringup.bag_record_command(record_dir, sim_time=sim_time) if record_dir else None
     if record_dir and bag is None:
         specs = [*specs, bringup.recorder(record_dir, sim_time=sim_time)]
-    actions: list = [
+        actions.append(LogInfo(msg="record: ros2 bag (rosbag2 with rosbag2_storage_mcap) is not installed; "
+                                   "recording with spot_policy's recorder node instead"))  # fmt: skip
+    actions += [
         Node(
             package=s.package,
             executable=s.executable,
             name=s.name,
             parameters=[*map(str, s.param_paths()), s.overrides],
             output="screen",
+            on_exit=_on_required_exit if s.required else None,
         )
         for s in specs
     ]

@@ -2,22 +2,81 @@
 
 A configuration error (bad parameter, a policy that cannot be loaded) ends the process with one
 line on stderr and exit status 2, as a user of ``ros2 run`` expects, instead of a traceback.
+
+Signals: rclpy's own handler is off. Its SIGINT shuts the context down at once (a node's last
+words then fail to reach /rosout), and after ``rclpy.shutdown()`` a second SIGINT is a
+``KeyboardInterrupt`` wherever the main thread is: ``ros2 launch`` sends one more while nodes shut
+down, and a terminal's Ctrl-C signals every process of the group. Here SIGINT and SIGTERM only ask
+for a stop (:class:`StopSignals`); the node then shuts down in its own order, and further signals
+are counted, never raised, so a safe stop in progress (the robot bridge's stand and lease return)
+is never cut short.
 """
 
 from __future__ import annotations
 
+import signal
 import sys
 from collections.abc import Callable, Sequence
 
 import rclpy
 from rclpy.executors import Executor, ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
+from rclpy.signals import SignalHandlerOptions
 
 from spot_policy.core.errors import PolicyLoadError
 from spot_policy.core.realtime_gc import freeze_startup_heap
 from spot_policy.ros.hot_loop import HotLoop, hot_inputs_of
 
 CONFIG_ERRORS: tuple[type[Exception], ...] = (PolicyLoadError, ValueError)
+#: How long a blocked wait may hold off noticing a stop request (wall seconds).
+STOP_POLL_S = 0.1
+
+
+class StopSignals:
+    """SIGINT and SIGTERM ask once for a clean stop; later ones are counted and never raise.
+
+    Python runs the handler in the main thread between bytecodes; it only sets a flag and calls the
+    registered ``on_stop`` callbacks (which must be quick and must not raise), so it can interrupt
+    nothing half done.
+    """
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.count = 0
+        self.first: str | None = None
+        self._on_stop: list[Callable[[], None]] = []
+
+    def install(self) -> StopSignals:
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(signum, self._handle)
+        return self
+
+    @property
+    def requested(self) -> bool:
+        return self.count > 0
+
+    def on_stop(self, callback: Callable[[], None]) -> None:
+        self._on_stop.append(callback)
+        if self.requested:
+            callback()
+
+    def ignore_from_now(self) -> None:
+        """Once the node has shut down: ignore further signals. Python resets its own handlers to
+        the default at interpreter exit, so a SIGINT in that last window (``ros2 launch`` sends
+        one more while a process exits) would still kill it with status -2; an ignored signal
+        is left ignored."""
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(signum, signal.SIG_IGN)
+
+    def _handle(self, signum: int, _frame: object) -> None:
+        self.count += 1
+        what = signal.Signals(signum).name
+        if self.count == 1:
+            self.first = what
+            for callback in self._on_stop:
+                callback()
+        else:
+            sys.stderr.write(f"{self.name}: {what} again: already shutting down ({self.count} signals)\n")
 
 
 def run_node(
@@ -28,14 +87,21 @@ def run_node(
     make_executor: Callable[[Node], Executor] | None = None,
     until: Callable[[Node], bool] | None = None,
     exit_code: Callable[[Node], int] | None = None,
+    fatal_errors: tuple[type[Exception], ...] = (),
+    on_start: Callable[[Node], None] | None = None,
+    on_stop: Callable[[Node], None] | None = None,
 ) -> int:
     """Run one node to the end; returns the process exit status.
 
     ``until``: spin only while it is false (a node that finishes by itself); ``exit_code``: the
-    status such a node ends with. A node with hot inputs (:mod:`spot_policy.ros.hot_loop`) is spun by
-    a :class:`~spot_policy.ros.hot_loop.HotLoop` around its executor.
+    status such a node ends with. ``config_errors`` end in exit status 2, ``fatal_errors`` in 1,
+    each with one line. ``on_start`` runs once the node spins; ``on_stop`` before it is destroyed,
+    whatever ended the run (its safe stop: signals arriving meanwhile cannot interrupt it). A node
+    with hot inputs (:mod:`spot_policy.ros.hot_loop`) is spun by a
+    :class:`~spot_policy.ros.hot_loop.HotLoop` around its executor.
     """
-    rclpy.init(args=args)
+    rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
+    stop = StopSignals(name).install()
     node: Node | None = None
     code = 0
     try:
@@ -43,29 +109,39 @@ def run_node(
         executor = make_executor(node) if make_executor else SingleThreadedExecutor()
         executor.add_node(node)
         freeze_startup_heap()
+        if on_start is not None:
+            on_start(node)
         hot = hot_inputs_of(node)
         if until is None and hot is not None:
-            HotLoop(executor, hot).spin(node.context)
-        elif until is None:
-            executor.spin()
+            loop = HotLoop(executor, hot)
+            stop.on_stop(loop.stop)
+            loop.spin(node.context)
         else:
-            while rclpy.ok() and not until(node):
-                executor.spin_once(timeout_sec=0.1)
+            while rclpy.ok() and not stop.requested and not (until is not None and until(node)):
+                executor.spin_once(timeout_sec=STOP_POLL_S)
         code = exit_code(node) if exit_code else 0
     except config_errors as exc:
         what = "cannot load the policy: " if isinstance(exc, PolicyLoadError) else ""
         print(f"{name}: {what}{exc}", file=sys.stderr)
         code = 2
+    except fatal_errors as exc:
+        print(f"{name}: {exc}", file=sys.stderr)
+        code = 1
     except (KeyboardInterrupt, ExternalShutdownException):
         code = 0
     except Exception:
-        # Ctrl-C / SIGTERM can shut the context down under a busy callback; rclpy then raises an
-        # RCLError from the executor. That is a normal shutdown; anything else is a real error.
+        # The context shut down under a busy callback (rclpy raises an RCLError from the executor):
+        # a normal shutdown; anything else is a real error.
         if rclpy.ok():
             raise
     finally:
         if node is not None:
+            if on_stop is not None:
+                on_stop(node)
             node.destroy_node()
         if rclpy.ok():
             rclpy.shutdown()
+    stop.ignore_from_now()
+    if stop.requested:
+        print(f"{name}: stopped ({stop.first})", file=sys.stderr)
     return code

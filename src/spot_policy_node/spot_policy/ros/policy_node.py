@@ -81,6 +81,7 @@ class PolicyNode(Node):
             logs_root=params["logs_root"] or None,
             policies_dir=paths.config_dir() / "policies",
             log=self.get_logger().warning,
+            info=self.get_logger().info,
         )
         spec = self.loaded.spec
         config = ControllerConfig(

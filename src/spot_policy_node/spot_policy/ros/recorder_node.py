@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import bisect
 import importlib
-import signal
 import sys
 import threading
 import time
@@ -54,6 +53,7 @@ from spot_policy.ros.bag_recorder import (
     check_type,
     default_typestore,
 )
+from spot_policy.ros.node_main import StopSignals
 from spot_policy.ros.polling import PolledGroup, take_raw
 from spot_policy.ros.state_publisher import plain_cdr_fallback
 
@@ -266,22 +266,17 @@ def _spin(executor: SingleThreadedExecutor, failure: list[BaseException]) -> Non
         failure.append(exc)
 
 
-def _interrupt(_signum: int, _frame: object) -> None:
-    raise KeyboardInterrupt
-
-
 def main(args: list[str] | None = None) -> int:
     """Entry point: records until SIGINT/SIGTERM, then writes the bag's metadata. Exit 0, 1 or 2.
 
-    The executor spins in a thread of its own: a signal's KeyboardInterrupt is raised in the main
-    thread only, so it can never cut a message write in half; the main thread then waits for the
-    write in flight before it closes the bag.
+    The executor spins in a thread of its own and the main thread waits for a stop request
+    (:class:`~spot_policy.ros.node_main.StopSignals`: signals never raise), then flushes and closes
+    the bag; further signals cannot cut the close short. rclpy's own signal handling stays off: its
+    signal thread could race the exit and abort the process ("terminate called without an active
+    exception", seen about once in 15 SIGINTs) after the bag was closed.
     """
-    # Python's own handlers, not rclpy's: rclpy's signal thread could race the exit and abort the
-    # process ("terminate called without an active exception", seen about once in 15 SIGINTs)
-    # after the bag was closed. SIGTERM becomes a KeyboardInterrupt like SIGINT.
     rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
-    signal.signal(signal.SIGTERM, _interrupt)
+    stop = StopSignals(NODE_NAME).install()
     node: RecorderNode | None = None
     spinner: threading.Thread | None = None
     failure: list[BaseException] = []
@@ -293,17 +288,15 @@ def main(args: list[str] | None = None) -> int:
         freeze_startup_heap()
         spinner = threading.Thread(target=_spin, args=(executor, failure), name="recorder-spin", daemon=True)
         spinner.start()
-        while spinner.is_alive():
+        while spinner.is_alive() and not stop.requested:
             spinner.join(timeout=0.2)
-    except KeyboardInterrupt:
-        pass
     except (ValueError, BagRecorderError) as exc:
         print(f"{NODE_NAME}: {exc}", file=sys.stderr)
         code = 2
     finally:
         if node is not None:
             node.flush()  # while the subscriptions still exist
-        rclpy.try_shutdown()  # ends the spin if a KeyboardInterrupt came first
+        rclpy.try_shutdown()  # ends the spin
         if spinner is not None:
             spinner.join(timeout=5.0)
         if node is not None:
@@ -311,6 +304,7 @@ def main(args: list[str] | None = None) -> int:
             total = sum(counts.values())
             print(f"{NODE_NAME}: wrote {total} messages on {len(counts)} topics to {node.bag.path}", file=sys.stderr)
             node.destroy_node()
+    stop.ignore_from_now()
     if failure:
         print(f"{NODE_NAME}: recording stopped: {failure[0]!r}", file=sys.stderr)
         code = 1

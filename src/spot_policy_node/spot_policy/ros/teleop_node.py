@@ -1,23 +1,23 @@
 """rclpy node ``teleop``: gamepad (``joy``) -> ``cmd_vel`` and the policy node's Trigger services.
 
-Thin on purpose: dead-man, deadband, joy timeout and button edges live in ``teleop.py``. This node
-owns the QoS, the timer, the parameters and the service clients.
+Thin on purpose: dead-man, deadband, joy timeout, button edges and when to publish live in
+``spot_policy.core.teleop``. This node owns the QoS, the timer, the parameters and the service
+clients. It publishes ``cmd_vel`` only while the dead-man is held (and one zero when it is let go),
+like ROS's teleop_twist_joy, so a planner's ``cmd_vel`` works whenever nobody holds the pad.
 """
 
 from __future__ import annotations
 
 import contextlib
 import math
+import sys
 import time
 from functools import partial
 from typing import Any
 
-import rclpy
 from geometry_msgs.msg import Twist
 from rcl_interfaces.msg import ParameterDescriptor
 from rclpy.clock import Clock, ClockType
-from rclpy.executors import ExternalShutdownException
-from rclpy.logging import get_logger
 from rclpy.node import Node
 from rclpy.qos import qos_profile_sensor_data
 from rclpy.task import Future
@@ -27,6 +27,7 @@ from std_srvs.srv import Trigger
 from spot_policy.core.contract import TOPIC_CMD_VEL, TOPIC_JOY
 from spot_policy.core.paths import config_dir
 from spot_policy.core.teleop import ACTIONS, JoyMessageError, MappingError, Teleop, load_mapping
+from spot_policy.ros.node_main import run_node
 
 NODE_NAME = "teleop"
 
@@ -102,7 +103,13 @@ class TeleopNode(Node):
             else:
                 timeout = self._teleop.mapping.joy_timeout
                 self.get_logger().warning(f"joy lost: no valid message for {timeout:g} s; cmd_vel is zero")
-        self._publish(*self._teleop.command(now))
+        was_driving = self._teleop.driving
+        command = self._teleop.output(now)
+        if command is not None:
+            self._publish(*command)
+        if self._teleop.driving != was_driving:
+            what = "dead-man held: publishing cmd_vel" if self._teleop.driving else "dead-man released: cmd_vel zero"
+            self.get_logger().info(what)
 
     def _publish(self, vx: float, vy: float, wz: float) -> None:
         msg = Twist()
@@ -112,8 +119,14 @@ class TeleopNode(Node):
         self._cmd_pub.publish(msg)
 
     def publish_zero(self) -> None:
-        """One zero cmd_vel, e.g. on shutdown, so a consumer does not wait for its own timeout."""
+        """One zero cmd_vel, so a consumer does not wait for its own timeout."""
         self._publish(0.0, 0.0, 0.0)
+
+    def release(self) -> None:
+        """At shutdown: one zero if teleop was driving (else it leaves other sources alone)."""
+        if self._teleop.driving and self.context.ok():
+            with contextlib.suppress(Exception):  # shutting down: best effort only
+                self.publish_zero()
 
     def services_ready(self) -> dict[str, bool]:
         """Per action, whether its policy-node service is discovered (a press is ignored until then)."""
@@ -142,29 +155,10 @@ class TeleopNode(Node):
             self.get_logger().warning(f"{action}: refused: {response.message}")
 
 
-def main(args: list[str] | None = None) -> None:
-    """Entry point (``ros2 run spot_policy teleop``): configuration errors end in one line, exit 1."""
-    rclpy.init(args=args)
-    node: TeleopNode | None = None
-    code = 0
-    try:
-        node = TeleopNode()
-        rclpy.spin(node)
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    except (MappingError, ValueError) as exc:
-        get_logger(NODE_NAME).fatal(str(exc))
-        code = 1
-    finally:
-        if node is not None:
-            if node.context.ok():
-                with contextlib.suppress(Exception):  # shutting down: best effort only
-                    node.publish_zero()
-            node.destroy_node()
-        rclpy.try_shutdown()
-    if code:
-        raise SystemExit(code)
+def main(args: list[str] | None = None) -> int:
+    """Entry point (``ros2 run spot_policy teleop``): a configuration error ends in one line, exit 2."""
+    return run_node(NODE_NAME, TeleopNode, args, config_errors=(MappingError, ValueError), on_stop=TeleopNode.release)
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())
