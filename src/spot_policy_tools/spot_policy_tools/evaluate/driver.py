@@ -18,6 +18,7 @@ injected fault), so a machine stall never adds a step and a silent policy never 
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 import time
@@ -48,6 +49,7 @@ WAIT_SILENT_S = 0.01
 WAIT_START_S = 0.05
 
 LATCHED = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
+EVENTS = QoSProfile(depth=200, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
 MARKERS = QoSProfile(depth=50, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
 
 
@@ -92,6 +94,10 @@ class TrialDriver:
         )
         self.held_ns: int | None = None
         n.create_subscription(ClockMsg, f"/{bridge}/held", self._on_held, LATCHED)
+        # The node's own record of each mode request, with how many cmd_vel it had by then.
+        self.request_events: list[dict] = []
+        n.create_subscription(String, f"/{policy_node}/events", self._on_event, EVENTS)
+        self.cmd_sent = 0
         self.modes = {m: n.create_client(Trigger, f"/{policy_node}/{m}") for m in ("stand", "walk", "stop")}
         self.reset_client = n.create_client(Trigger, f"/{bridge}/reset")
         self.push_client = n.create_client(Trigger, f"/{bridge}/push")
@@ -100,6 +106,14 @@ class TrialDriver:
         self.executor.add_node(n)
         self._wait_s: float | None = None
         self._cmd = (0.0, 0.0, 0.0)
+
+    def _on_event(self, msg: String) -> None:
+        try:
+            record = json.loads(msg.data)
+        except ValueError:
+            return
+        if record.get("event") == "request":
+            self.request_events.append(record)
 
     def _on_held(self, msg: ClockMsg) -> None:
         self.held_ns = msg.clock.sec * 1_000_000_000 + msg.clock.nanosec
@@ -132,13 +146,29 @@ class TrialDriver:
         self._wait_s = wait_s
 
     def publish_cmd(self, cmd: tuple[float, float, float]) -> None:
-        """Sent before the service call that follows it: the node's executor takes ready
-        subscriptions before ready services, so it has the command before it answers. (Waiting
-        for the reader's acknowledgement instead would wait for the writer's next heartbeat.)"""
+        """Sent before the mode request that follows it (:meth:`request`, which checks the node had
+        it). Waiting for the reader's acknowledgement instead would wait for the writer's heartbeat."""
         msg = Twist()
         msg.linear.x, msg.linear.y, msg.angular.z = cmd
         self._cmd = cmd
         self.cmd_pub.publish(msg)
+        self.cmd_sent += 1
+
+    def request(self, mode: str, alive: Callable[[], str | None]):
+        """Call the node's ``~/<mode>`` once it has every cmd_vel sent so far: its ``request`` event
+        says how many it had when it answered; if one was still in flight, ask again (asking for the
+        mode it is in changes nothing). So the new command is in force from the next step on."""
+        result = None
+        for _ in range(200):
+            seen = len(self.request_events)
+            result = self.call(self.modes[mode], Trigger.Request(), alive)
+            self.spin_until(lambda n=seen: len(self.request_events) > n, 10.0, alive, "the policy node's request event")
+            had = self.request_events[-1].get("inputs", {}).get("cmd_vel", [0])[0]
+            if had >= self.cmd_sent:
+                return result
+            pause = time.monotonic() + 0.005
+            self.spin_until(lambda until=pause: time.monotonic() > until, 5.0, alive, "cmd_vel")
+        raise DriverError(f"the policy node did not receive cmd_vel before ~/{mode} ({self.cmd_sent} sent)")
 
     def mark(self, name: str, index: int, t_ns: int) -> None:
         self.marker_pub.publish(String(data=f'{{"segment": "{name}", "index": {index}, "t": {t_ns * 1e-9:.9f}}}'))
@@ -181,7 +211,7 @@ class TrialDriver:
         self.publish_cmd((0.0, 0.0, 0.0))
         end = time.monotonic() + 60.0
         while True:  # the node accepts once it has a fresh state (the bridge republishes it)
-            result = self.call(self.modes[first_mode], Trigger.Request(), alive)
+            result = self.request(first_mode, alive)
             if result and result.success:
                 debug(f"standing after {time.monotonic() - t0:.2f} s")
                 break
@@ -223,7 +253,7 @@ class TrialDriver:
                 self.publish_cmd(cmd if mode == "walk" else (0.0, 0.0, 0.0))
                 self.mark(name, index, point.t_ns)
                 if point.t_ns > 0 and (mode != current_mode or mode != "stand"):
-                    result = self.call(self.modes[mode], Trigger.Request(), alive)
+                    result = self.request(mode, alive)
                     if (not result or not result.success) and not silent:
                         raise DriverError(
                             f"the policy node refused {mode} at {point.t_ns * 1e-9:.2f} s: "

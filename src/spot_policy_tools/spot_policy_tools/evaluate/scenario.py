@@ -56,7 +56,7 @@ GROUPS = ("tracking", "terrain", "body", "push", "sensing", "safety")
 FAULT_KINDS = ("nan", "stale")
 STALE_TOPICS = ("joint_states", "imu", "odom")
 TERRAIN_KINDS = ("flat", "slope", "rough", "steps")
-_NAME = re.compile(r"^[A-Za-z0-9_.=+-]+$")
+_NAME = re.compile(r"^[A-Za-z0-9_.=+\[\]-]+$")  # [key=value]: a sweep's point
 
 #: Threshold keys: (metric the verdict reads, "min" or "max", unit). Reasons: docs/EVALUATION.md.
 THRESHOLD_KEYS: dict[str, tuple[str, str, str]] = {
@@ -70,6 +70,7 @@ THRESHOLD_KEYS: dict[str, tuple[str, str, str]] = {
     "torque_rms_max_nm": ("torque_rms_nm", "max", "N*m"),
     "fault_detect_max_s": ("fault_detect_s", "max", "s"),
     "safe_state_max_s": ("safe_state_s", "max", "s"),
+    "push_survived_min_m_s": ("push_survived_m_s", "min", "m/s"),
 }
 
 _TOP_KEYS = {"suite", "description", "seed", "defaults", "thresholds", "scenarios"}
@@ -436,17 +437,38 @@ def _parse_scenario(raw: Mapping[str, Any], source: str, index: int, curve: tupl
     )
 
 
-def _set_path(data: dict[str, Any], dotted: str, value: Any) -> None:
-    parts = dotted.split(".")
-    node: Any = data
-    for part in parts[:-1]:
-        nxt = node[int(part)] if isinstance(node, list) else node.setdefault(part, {})
-        node = nxt
-    last = parts[-1]
-    if isinstance(node, list):
-        node[int(last)] = value
+def _set_path(data: Any, dotted: str, value: Any) -> None:
+    """Set ``value`` at a dotted key; a number indexes a list, ``*`` means every element."""
+    part, _, rest = dotted.partition(".")
+    if isinstance(data, list):
+        targets = range(len(data)) if part == "*" else [int(part)]
+        for i in targets:
+            if rest:
+                _set_path(data[i], rest, value)
+            else:
+                data[i] = value
+        return
+    if not isinstance(data, dict):
+        raise KeyError(dotted)
+    if rest:
+        _set_path(data.setdefault(part, {}), rest, value)
     else:
-        node[last] = value
+        data[part] = value
+
+
+def _sweep_point(key: str, value: Any) -> tuple[tuple[str, float] | None, str]:
+    """A sweep value's place on its robustness curve and its text in the scenario name: a number as
+    itself, a vector by its largest component (e.g. a payload offset along x), anything else no curve."""
+
+    def number(v: Any) -> bool:
+        return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+    if number(value):
+        return (key, float(value)), f"{value:g}"
+    if isinstance(value, list) and value and all(number(v) for v in value):
+        largest = max(value, key=abs)
+        return (key, float(largest)), "_".join(f"{v:g}" for v in value)
+    return None, str(value)
 
 
 def _merge(base: Mapping[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
@@ -479,7 +501,9 @@ def parse_suite(data: Any, source: str = "<suite>") -> Suite:
             )
         merged = _merge(defaults, raw)
         own = raw.get("thresholds") or {}
-        merged["thresholds"] = {k: v for k, v in {**suite_thresholds, **own}.items() if v is not None}  # null: not judged
+        merged["thresholds"] = {
+            k: v for k, v in {**suite_thresholds, **own}.items() if v is not None
+        }  # null: not judged
         sweep = merged.pop("sweep", None)
         if sweep is None:
             scenarios.append(_parse_scenario(merged, source, i, None))
@@ -498,11 +522,9 @@ def parse_suite(data: Any, source: str = "<suite>") -> Suite:
                     "sweep.key", f"{key!r} does not lead to a value", "name a key like pushes.0.speed_m_s"
                 ) from None
             short = key.split(".")[-1]
-            point["name"] = (
-                f"{raw.get('name')}[{short}={value:g}]" if isinstance(value, (int, float)) else raw.get("name")
-            )
-            numeric = float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else math.nan
-            scenarios.append(_parse_scenario(point, source, i, (key, numeric)))
+            curve, text = _sweep_point(key, value)
+            point["name"] = f"{raw.get('name')}[{short}={text}]"
+            scenarios.append(_parse_scenario(point, source, i, curve))
     names = [s.name for s in scenarios]
     duplicate = next((n for n in names if names.count(n) > 1), None)
     if duplicate:

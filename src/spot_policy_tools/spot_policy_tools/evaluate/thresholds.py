@@ -62,4 +62,9 @@ REASONS: dict[str, tuple[float, str]] = {
         "Once the node stops commanding, the bridge's 0.1 s command timeout starts its safe behaviour; 0.15 s "
         "from the fault to the safe state is 15 cm of travel at 1 m/s.",
     ),
+    "push_survived_min_m_s": (
+        0.5,
+        "People, doors and carts bump a robot that works among them; a shove that changes the body's velocity by "
+        "0.5 m/s from any direction, standing or walking, must not bring it down.",
+    ),
 }

@@ -4,7 +4,8 @@ How a threshold reads the trials (written into results.json beside each check):
 - ``survival_rate_min``: the fraction of trials that did not fall (with its Wilson 95 % interval);
 - safety (``fault_detect_max_s``, ``safe_state_max_s``): every trial must have faulted / reached
   the safe behaviour, and the slowest one counts ("within the bound, every time");
-- excursions (``tilt_max_deg``, ``base_height_min_m``): the worst trial counts;
+- excursions (``tilt_max_deg``, ``base_height_min_m``) and the push ladder (``push_survived_min_m_s``):
+  the worst trial counts;
 - performance (tracking, foot slip, action rate, torque): the mean over the trials.
 """
 
@@ -17,7 +18,7 @@ from spot_policy_tools.evaluate import stats
 from spot_policy_tools.evaluate.metrics import AGGREGATED
 from spot_policy_tools.evaluate.scenario import GROUPS, THRESHOLD_KEYS, Scenario
 
-WORST = {"tilt_max_deg", "base_height_min_m", "fault_detect_s", "safe_state_s"}
+WORST = {"tilt_max_deg", "base_height_min_m", "fault_detect_s", "safe_state_s", "push_survived_m_s"}
 EVERY_TRIAL = {"fault_detect_s": "faulted", "safe_state_s": "safe_reached"}
 
 
