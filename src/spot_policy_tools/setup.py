@@ -13,5 +13,7 @@ setup(
     python_requires=">=3.10",  # here, not in setup.cfg: colcon reads setup() keywords as literals
     # matplotlib draws the run and replay reports; imageio-ffmpeg encodes the run's video.
     install_requires=["setuptools", "numpy", "rosbags", "matplotlib", "imageio-ffmpeg"],
+    # spot-policy evaluate --ray ADDRESS runs trials as Ray tasks (requirements.lock pins it for CI).
+    extras_require={"ray": ["ray==2.60.0"]},
     entry_points={"console_scripts": ["spot-policy = spot_policy_tools.cli:main"]},
 )

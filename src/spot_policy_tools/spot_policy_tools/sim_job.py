@@ -51,11 +51,37 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-video", action="store_true", help="skip rendering video.mp4")
     parser.add_argument("--friction", type=float, default=None, help="ground friction (default: sim_bridge.yaml)")
     parser.add_argument("--payload", type=float, default=None, help="payload mass on the body, kg")
+    parser.add_argument(
+        "--bridge",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="any sim bridge parameter (config/sim_bridge.yaml), e.g. terrain=slope, terrain_slope_deg=8, "
+        "sense_latency_ms=20, imu_gyro_bias=[0,0,0.05]; repeatable",
+    )
     parser.add_argument("--domain", type=int, default=None, help="ROS domain id (default: a free isolated one)")
     parser.add_argument(
         "--strict", action="store_true", help="exit 1 when a moving segment misses its tracking thresholds or Spot fell"
     )
     live_session.add_view_arguments(parser)
+
+
+def bridge_overrides(items: list[str]) -> dict[str, object]:
+    """``KEY=VALUE`` strings as sim bridge parameters, values read as YAML (numbers, lists, words)."""
+    import yaml
+
+    params: dict[str, object] = {}
+    for item in items:
+        key, sep, text = item.partition("=")
+        if not sep or not key.strip():
+            raise ValueError(f"--bridge {item!r} is not KEY=VALUE; fix: e.g. --bridge terrain=slope")
+        try:
+            params[key.strip()] = yaml.safe_load(text)
+        except yaml.YAMLError:
+            raise ValueError(
+                f"--bridge {item!r}: the value is not YAML; fix: e.g. --bridge payload_offset=[0.1,0,0]"
+            ) from None
+    return params
 
 
 def run_nodes(
@@ -135,7 +161,11 @@ def main(args: argparse.Namespace) -> int:
     domain = args.domain if args.domain is not None else claim_domain()
     if args.domain is not None:
         isolate_environment(domain)
-    bridge_params = {}
+    try:
+        bridge_params = bridge_overrides(args.bridge)
+    except ValueError as exc:
+        print(f"spot-policy sim: error: {exc}", file=sys.stderr)
+        return 2
     if args.friction is not None:
         bridge_params["friction"] = args.friction
     if args.payload is not None:

@@ -12,17 +12,20 @@ import json
 import sys
 from dataclasses import asdict
 
-from spot_policy_tools.bench import policy, robot, sim
+from spot_policy_tools.bench import evaluate, policy, robot, sim
 from spot_policy_tools.bench.common import Row, Section, machine, table
 
-SECTIONS: dict[str, Section] = {**policy.SECTIONS, **sim.SECTIONS, **robot.SECTIONS}
+SECTIONS: dict[str, Section] = {**policy.SECTIONS, **sim.SECTIONS, **robot.SECTIONS, **evaluate.SECTIONS}
+#: Sections that take minutes: only when asked for by name.
+LONG = frozenset({"evaluate_standard"})
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--only",
-        default=",".join(SECTIONS),
-        help=f"comma-separated sections to run (default: all: {','.join(SECTIONS)})",
+        default=",".join(s for s in SECTIONS if s not in LONG),
+        help=f"comma-separated sections to run (default: all but {', '.join(sorted(LONG))}: "
+        f"{','.join(s for s in SECTIONS if s not in LONG)})",
     )
     parser.add_argument("--policy", default="spot_flat_mjx", help="policy to benchmark (default: the shipped one)")
     parser.add_argument("--iterations", type=int, default=5000, help="policy-step samples (default: 5000)")

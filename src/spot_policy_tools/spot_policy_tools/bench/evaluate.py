@@ -1,0 +1,175 @@
+"""Evaluation sections of ``spot-policy bench``: how fast ``spot-policy evaluate`` judges a policy.
+
+- ``evaluate``: the ``quick`` suite with ``--workers 2``: aggregate simulated seconds per wall second
+  beside one lockstep trial run alone (the same trial machinery, one worker, measured in the same
+  run), the suite's wall time, and the peak memory of a worker with the nodes it starts.
+- ``evaluate_standard``: the ``standard`` suite's wall time with ``--workers 2`` (minutes).
+
+Each run is ``spot-policy evaluate`` in a subprocess; its process tree is sampled from /proc for
+memory (a worker's RSS plus its sim bridge's, policy node's and recorder's).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+from spot_policy_tools.bench.common import Row
+
+PAGE_KB = os.sysconf("SC_PAGE_SIZE") // 1024
+
+
+def _children() -> dict[int, list[int]]:
+    tree: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+        except (OSError, ValueError, IndexError):
+            continue
+        tree.setdefault(ppid, []).append(int(entry))
+    return tree
+
+
+def _rss_kb(pid: int) -> int:
+    try:
+        with open(f"/proc/{pid}/statm") as f:
+            return int(f.read().split()[1]) * PAGE_KB
+    except (OSError, ValueError, IndexError):
+        return 0
+
+
+def _subtree(pid: int, tree: dict[int, list[int]]) -> list[int]:
+    out, stack = [], [pid]
+    while stack:
+        p = stack.pop()
+        out.append(p)
+        stack.extend(tree.get(p, []))
+    return out
+
+
+class MemorySampler:
+    """Peak RSS (MB) of each child of ``pid`` together with its own descendants: a worker and its nodes."""
+
+    def __init__(self, pid: int, period_s: float = 0.25) -> None:
+        self.pid, self.period_s = pid, period_s
+        self.peak_mb: dict[int, float] = {}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            tree = _children()
+            for child in tree.get(self.pid, []):
+                mb = sum(_rss_kb(p) for p in _subtree(child, tree)) / 1024
+                self.peak_mb[child] = max(self.peak_mb.get(child, 0.0), mb)
+            self._stop.wait(self.period_s)
+
+    def stop(self) -> dict[int, float]:
+        self._stop.set()
+        self._thread.join()
+        return self.peak_mb
+
+
+def run_evaluate(args: list[str], out: Path) -> tuple[dict, float, dict[int, float]]:
+    """``spot-policy evaluate ARGS --out OUT`` in a subprocess: (timing.json, wall s, peak MB per worker)."""
+    command = [sys.executable, "-m", "spot_policy_tools.cli", "evaluate", "--quiet", *args, "--out", str(out)]
+    started = time.monotonic()
+    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    sampler = MemorySampler(proc.pid)
+    _stdout, stderr = proc.communicate()
+    peaks = sampler.stop()
+    wall = time.monotonic() - started
+    if proc.returncode != 0:
+        raise RuntimeError(f"spot-policy evaluate {' '.join(args)} exited with {proc.returncode}: {stderr[-400:]}")
+    return json.loads((out / "timing.json").read_text()), wall, peaks
+
+
+def bench_evaluate(args: argparse.Namespace) -> list[Row]:
+    with tempfile.TemporaryDirectory() as tmp:
+        policy = ["--policy", args.policy]
+        single, _single_wall, _ = run_evaluate([*policy, "--suite", "quick", "--scenario", "track_steps",
+                                               "--workers", "1", "--no-media"], Path(tmp) / "single")  # fmt: skip
+        trial = single["trials"][0]
+        single_rate = trial["sim_s"] / trial["wall_s"]
+        quick, quick_wall, peaks = run_evaluate([*policy, "--suite", "quick", "--workers", "2"], Path(tmp) / "quick")
+    rate = quick["sim_s"] / quick["wall_s"]
+    workers = [mb for mb in peaks.values() if mb > 150]  # the pool's workers (not its resource tracker)
+    return [
+        Row(
+            "evaluate",
+            f"quick suite, --workers 2: simulated s per wall s, whole suite ({quick['sim_s']:.0f} sim s)",
+            "sim s / wall s",
+            rate,
+            float("nan"),
+            "one lockstep trial alone (track_steps, with start-up)",
+            single_rate,
+            float("nan"),
+            ">= 1.6x the single run",
+            rate >= 1.6 * single_rate,
+        ),
+        Row(
+            "evaluate",
+            "quick suite wall time, --workers 2 (8 trials)",
+            "s",
+            quick_wall,
+            float("nan"),
+            goal="<= 60 s",
+            ok=quick_wall <= 60.0,
+        ),
+        Row(
+            "evaluate",
+            "peak memory per worker (worker + its sim bridge, policy node, recorder)",
+            "MB",
+            max(workers, default=float("nan")),
+            float("nan"),
+            goal="report (no goal)",
+        ),
+    ]
+
+
+def bench_evaluate_standard(args: argparse.Namespace) -> list[Row]:
+    with tempfile.TemporaryDirectory() as tmp:
+        timing, wall, peaks = run_evaluate(["--policy", args.policy, "--suite", "standard", "--workers", "2"],
+                                           Path(tmp) / "standard")  # fmt: skip
+    workers = [mb for mb in peaks.values() if mb > 150]
+    return [
+        Row(
+            "evaluate_standard",
+            f"standard suite wall time, --workers 2 ({len(timing['trials'])} trials, {timing['sim_s']:.0f} sim s)",
+            "s",
+            wall,
+            float("nan"),
+            goal="<= 600 s",
+            ok=wall <= 600.0,
+        ),
+        Row(
+            "evaluate_standard",
+            "standard suite: simulated s per wall s",
+            "sim s / wall s",
+            timing["sim_s"] / timing["wall_s"],
+            float("nan"),
+            goal="report (no goal)",
+        ),
+        Row(
+            "evaluate_standard",
+            "peak memory per worker",
+            "MB",
+            max(workers, default=float("nan")),
+            float("nan"),
+            goal="report (no goal)",
+        ),
+    ]
+
+
+SECTIONS = {"evaluate": bench_evaluate, "evaluate_standard": bench_evaluate_standard}
