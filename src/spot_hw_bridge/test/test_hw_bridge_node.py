@@ -7,6 +7,7 @@ in no log line, parameter or diagnostic.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -23,6 +24,7 @@ from nav_msgs.msg import Odometry
 from rcl_interfaces.srv import GetParameters, ListParameters
 from rclpy.node import Node
 from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
+from rclpy.serialization import serialize_message
 from sensor_msgs.msg import Imu, JointState
 
 from spot_hw_bridge.emulator.body import Behaviour
@@ -58,6 +60,12 @@ def bridge_process(emulator, policy: Path, log: Path, env_extra: dict | None = N
     env = {**os.environ, "BOSDYN_CLIENT_USERNAME": USERNAME, "BOSDYN_CLIENT_PASSWORD": PASSWORD, **(env_extra or {})}
     env = {k: v for k, v in env.items() if v is not None}
     return subprocess.Popen(spec.command(), stdout=log.open("w"), stderr=subprocess.STDOUT, env=env)
+
+
+def diag_value(probe: Probe, key: str) -> str | None:
+    last = probe.last("diag")
+    status = next((s for s in last.status if s.name.startswith("hw_bridge")), None) if last else None
+    return next((kv.value for kv in status.values if kv.key == key), None) if status else None
 
 
 class Probe(Node):
@@ -141,6 +149,16 @@ def test_topics_qos_diagnostics_commands_and_a_clean_shutdown(policy: Path, tmp_
             assert any(what == "joint command" for _, what in emulator.body.events), log.read_text()[-2000:]
             assert emulator.body.counters["joint_commands"] > 50
             assert wait_for(lambda: emulator.body.behaviour is Behaviour.STAND, 1.0)
+            # Bytes that are no joint_command (truncated, random, another encapsulation): counted in
+            # diagnostics, the bridge stays up (issue 14).
+            good = serialize_message(JointState(name=list(stand), position=list(stand.values())))
+            for i in range(60):
+                junk = (good[: 10 + i], b"\x7f" + bytes(range(i, i + 40)), b"\x51\x00" + good[2:])[i % 3]
+                with contextlib.suppress(Exception):  # some bytes the middleware itself will not send
+                    probe.command_pub.publish(junk)
+                time.sleep(0.005)
+            assert wait_for(lambda: int(diag_value(probe, "bad_messages.joint_command") or 0) > 0, 4.0)
+            assert proc.poll() is None, log.read_text()[-2000:]
             # Diagnostics and parameters: everything about the link, nothing of the login.
             assert wait_for(lambda: probe.count("diag") > 0, 3.0)
             status = next(s for s in probe.last("diag").status if s.name.startswith("hw_bridge"))

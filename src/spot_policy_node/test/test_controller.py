@@ -256,3 +256,72 @@ def test_stand_starts_bumpless_from_the_torque_the_joints_carry(spec: PolicySpec
     c2.joint_state(contract.ISAAC_JOINT_ORDER, q, dq, 0.0, 0.0)  # no effort field
     assert c2.request(Mode.STAND, 0.0)[0]
     np.testing.assert_allclose(c2.step(0.0).positions, q)
+
+
+# --- implausible values and unreadable messages (issue 14) --------------------------------------
+
+
+def walking(spec: PolicySpec) -> tuple[PolicyController, list]:
+    c, _, events = make(spec, soft_start_s=0.0)
+    feed(c, 0.0)
+    c.cmd_vel(0.5, 0.0, 0.0, 0.0)
+    assert c.request(Mode.WALK, 0.0)[0]
+    assert c.step(0.0) is not None
+    return c, events
+
+
+@pytest.mark.parametrize(
+    ("corrupt", "words"),
+    [
+        (lambda q, dq: (np.full(12, 3.0), dq), ("fl_hx position 3.000 rad", "beyond its range [-0.785, 0.785]")),
+        (lambda q, dq: (np.where(np.arange(12) == 8, 1e30, q), dq), ("fl_kn position 1000000", "by more than 0.3 rad")),
+        (lambda q, dq: (q, np.full(12, 500.0)), ("fl_hx velocity 500.0 rad/s", "beyond 40 rad/s")),
+    ],
+)
+def test_implausible_joint_values_are_faults_naming_value_and_limit(spec: PolicySpec, corrupt, words) -> None:
+    """A corrupted encoder must not drive the policy into full-range targets (issue 14)."""
+    c, _ = walking(spec)
+    q, dq = corrupt(spec.default_joint_pos.copy(), np.zeros(12))
+    c.joint_state(contract.ISAAC_JOINT_ORDER, q, dq, 0.02, stamp=0.02)
+    assert c.mode is Mode.FAULT and c.fault_reason.startswith("joint_states: "), c.fault_reason
+    assert all(w in c.fault_reason for w in words), c.fault_reason
+    assert c.step(0.02) is None  # nothing published
+
+
+def test_other_implausible_states_are_faults(spec: PolicySpec) -> None:
+    cases = [
+        (lambda c: c.imu([0, 0, 0, 0.5], [0, 0, 0], 0.02, 0.02), "imu/data: orientation quaternion has norm 0.500"),
+        (lambda c: c.imu([0, 0, 0, 1.0], [0, 0, 50.0], 0.02, 0.02), "imu/data: angular velocity 50.0 rad/s"),
+        (lambda c: c.odom([50.0, 0, 0], 0.02, 0.02), "odom: base speed 50.0 m/s is beyond 8 m/s"),
+        (lambda c: c.odom([0.1, 0, 0], 0.02, 30.0), "odom: stamp 30.000 s is 29.980 s ahead"),
+        (
+            lambda c: c.joint_state([*contract.ISAAC_JOINT_ORDER[:11], "fl_hx"], np.zeros(12), np.zeros(12), 0.02),
+            "joint_states names fl_hx more than once",
+        ),
+    ]
+    for act, words in cases:
+        c, _ = walking(spec)
+        act(c)
+        assert c.mode is Mode.FAULT and c.fault_reason.startswith(words), (words, c.fault_reason)
+
+
+def test_a_real_robots_values_are_never_implausible(spec: PolicySpec) -> None:
+    """Joints at their limits, fast gait speeds, a sprinting and turning base: no fault."""
+    c, _ = walking(spec)
+    q = spec.joint_lower - 0.05  # a little overshoot under impact
+    c.joint_state(contract.ISAAC_JOINT_ORDER, q, np.full(12, 15.0), 0.02, stamp=0.02)
+    c.imu([0, 0, np.sin(0.5), np.cos(0.5)], [0.5, 0.3, 3.0], 0.02, stamp=0.02)
+    c.odom([2.5, -1.0, 0.2], 0.02, stamp=0.02)
+    assert c.mode is Mode.WALK, c.fault_reason
+
+
+def test_an_unreadable_message_faults_only_when_the_mode_needs_its_input(spec: PolicySpec) -> None:
+    c, _, _ = make(spec)
+    feed(c, 0.0)
+    c.bad_input("joint_states", "12 bytes: truncated", 0.0)
+    assert c.mode is Mode.IDLE and c.counters["bad_messages"] == 1  # idle needs nothing
+    c, _ = walking(spec)
+    c.bad_input("cmd_vel", "random bytes", 0.02)
+    assert c.mode is Mode.WALK  # a lost command is a zero command, not a fault
+    c.bad_input("imu/data", "random bytes", 0.02)
+    assert c.mode is Mode.FAULT and c.fault_reason == "imu/data: a message could not be read (random bytes)"

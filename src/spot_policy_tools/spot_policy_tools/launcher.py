@@ -1,11 +1,14 @@
 """Start bring-up node specs as separate processes (what ``ros2 launch`` does, for pip set-ups).
 
 Each node writes to ``<log_dir>/<name>.log``. Stopping sends SIGINT (a clean ROS shutdown),
-then SIGTERM, then SIGKILL, each after a grace period.
+then SIGTERM, then SIGKILL, each after a grace period. A node also gets SIGTERM when the process
+that started it dies (Linux's parent-death signal): a job killed outright must not leave its
+nodes running on (a robot bridge then stands the robot and returns the lease, as on Ctrl-C).
 """
 
 from __future__ import annotations
 
+import ctypes
 import os
 import signal
 import subprocess
@@ -17,13 +20,27 @@ from spot_policy.ros.bringup import NodeSpec
 from spot_policy.ros.dds_isolation import low_latency_environment
 
 
+def _end_with_parent() -> None:
+    """In the child before exec: SIGTERM when the parent dies (Linux; elsewhere nothing)."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, int(signal.SIGTERM))  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
 class NodeProcess:
     def __init__(self, spec: NodeSpec, log_dir: Path, env: dict[str, str]) -> None:
         self.spec = spec
         self.log_path = log_dir / f"{spec.name}.log"
         self._log = open(self.log_path, "w", buffering=1)  # noqa: SIM115 - closed in stop()
         self.proc = subprocess.Popen(
-            spec.command(), stdout=self._log, stderr=subprocess.STDOUT, env=env, start_new_session=True
+            spec.command(),
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            env=env,
+            start_new_session=True,
+            preexec_fn=_end_with_parent,  # the job may run threads: prctl only, async-signal-safe enough
         )
 
     @property

@@ -204,9 +204,16 @@ def read_recording(bag: str | Path) -> Recording:
                 raise ReplayError(f"{bag}: lacks {wanted} (it has: {have}); fix: {FIX_DEBUG}")
             kind_of = {c.id: kind for kind, conns in found.items() for c in conns}
             connections = [c for conns in found.values() for c in conns]
+            unreadable = 0
             for order, (conn, t_ns, raw) in enumerate(reader.messages(connections=connections)):
                 kind = kind_of[conn.id]
-                msg = deserialize_cdr(typestore, raw, conn.msgtype)
+                try:
+                    msg = deserialize_cdr(typestore, raw, conn.msgtype)
+                except Exception:
+                    if kind not in inputs:
+                        raise
+                    unreadable += 1  # a payload no reader can read: the node could not either (bad_input)
+                    continue
                 if kind in inputs:
                     stamp_ns, stamp, values = _decode_input(kind, msg)
                     inputs[kind].append(InputMessage(order, int(t_ns), stamp_ns, stamp, values))
@@ -235,7 +242,10 @@ def read_recording(bag: str | Path) -> Recording:
             "copy interrupted) lacks its MCAP summary or metadata.yaml: re-record, or copy it again"
         ) from exc
     topics = {kind: conns[0].topic for kind, conns in found.items()}
-    return _assemble(bag, inputs, commands, observations, actions, steps, events, topics)
+    rec = _assemble(bag, inputs, commands, observations, actions, steps, events, topics)
+    if unreadable:
+        rec.notes.append(f"{unreadable} input message(s) in the bag cannot be read (the node counted them as bad)")
+    return rec
 
 
 def _assemble(
@@ -570,6 +580,8 @@ def _rerun(rec: Recording, loaded: LoadedPolicy, config: ControllerConfig, notes
                 trace.candidates.append((point.seq, max(k, 0), what, np.inf))
         elif point.kind == "reset":
             controller.reset()
+        elif point.kind == "bad_input":  # a message the node could not read (not in the bag's inputs)
+            controller.bad_input(str(event.get("input")), str(event.get("reason")), t)
         elif point.kind == "log":
             level = str(event.get("level"))
             trace.recorded_logs.append((point.seq, level, str(event.get("message"))))

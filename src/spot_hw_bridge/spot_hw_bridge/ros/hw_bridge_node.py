@@ -31,6 +31,7 @@ from spot_hw_bridge.core.conversion import StateSample
 from spot_hw_bridge.core.errors import ENV_HOSTNAME, BridgeError, Credentials
 from spot_policy.core import contract, paths
 from spot_policy.ros import qos_events
+from spot_policy.ros.input_guard import InputGuard
 from spot_policy.ros.node_main import run_node
 from spot_policy.ros.node_parts import log_event, read_only
 from spot_policy.ros.state_publisher import StatePublisher, subscribe_joint_command
@@ -95,7 +96,8 @@ class HwBridgeNode(Node):
         self.diag_pub = self.create_publisher(
             DiagnosticArray, contract.TOPIC_DIAGNOSTICS, 10, event_callbacks=qos_events.internal_publisher()
         )
-        subscribe_joint_command(self, lambda names, positions: self.core.command(names, positions))
+        self.guard = InputGuard(self.get_logger().warning)  # joint_command payloads it cannot read
+        subscribe_joint_command(self, lambda names, positions: self.core.command(names, positions), self.guard)
         self._diag_at = (time.monotonic(), 0, 0)
 
         self.core = HwBridge(config, gains, credentials, self._publish_state, self._on_event)
@@ -191,6 +193,7 @@ class HwBridgeNode(Node):
             **{f"preflight.{k}": v for k, v in core.preflight.items()},
             **{k: status[k] for k in ("joint_commands", "rejected_commands", "command_losses", "link_faults")},
             **{k: status[k] for k in ("activations", "stream_restarts", "last_rejection")},
+            "bad_messages.joint_command": self.guard.counts.get("joint_command", 0),
         }
         phase = core.phase
         level = {

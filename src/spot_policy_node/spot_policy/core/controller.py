@@ -95,7 +95,16 @@ class PolicyController:
         self._pending_stamp: float | None = None
         self._stamps: dict[str, float] = {}
         # Figures for diagnostics.
-        self.counters = {"steps": 0, "faults": 0, "command_clips": 0, "joint_limit_clips": 0, "cmd_vel_timeouts": 0}
+        self.counters = {
+            "steps": 0,
+            "faults": 0,
+            "command_clips": 0,
+            "joint_limit_clips": 0,
+            "cmd_vel_timeouts": 0,
+            "bad_messages": 0,
+        }
+        self.plausibility = rules.Plausibility()
+        self.duplicate_joints: tuple[str, ...] = ()
         self.inference_us = Rolling(500)
         self.step_us = Rolling(500)
         self.period_jitter_s = Rolling(500)  # |step interval - control period|, steady clock
@@ -118,7 +127,9 @@ class PolicyController:
             self._map_layout(names)
         if self._layout_index is None:
             self._joint_state_valid = False
-            if self.mode in (Mode.STAND, Mode.WALK):
+            if self.duplicate_joints:
+                self._fault(f"joint_states names {', '.join(self.duplicate_joints)} more than once")
+            elif self.mode in (Mode.STAND, Mode.WALK):
                 self._fault(f"joint_states lacks joints {', '.join(self.missing_joints)}")
             return
         pos, vel = np.asarray(position, dtype=float), np.asarray(velocity, dtype=float)
@@ -131,6 +142,13 @@ class PolicyController:
             bad = "position" if not rules.all_finite(q) else "velocity"
             joint = contract.ISAAC_JOINT_ORDER[int(np.argmin(np.isfinite(q if bad == "position" else dq)))]
             self._fault(f"joint_states has NaN/inf {bad} for {joint}")
+            return
+        problem = rules.implausible_joints(
+            contract.ISAAC_JOINT_ORDER, q, dq, self._lower, self._upper, self.plausibility
+        ) or rules.stamp_from_the_future(stamp, now, self.plausibility)
+        if problem is not None:
+            self._joint_state_valid = False
+            self._fault(f"joint_states: {problem}")
             return
         self.m.joint_pos[:] = q
         self.m.joint_vel[:] = dq
@@ -147,6 +165,11 @@ class PolicyController:
             bad = rules.first_non_finite({"orientation": orientation_xyzw, "angular_velocity": angular_velocity})
             self._fault(f"imu/data has NaN/inf {bad}")
             return
+        problem = rules.implausible_imu(orientation_xyzw, angular_velocity, self.plausibility)
+        problem = problem or rules.stamp_from_the_future(stamp, now, self.plausibility)
+        if problem is not None:
+            self._fault(f"imu/data: {problem}")
+            return
         try:
             self.m.gravity[:] = projected_gravity(np.asarray(orientation_xyzw, dtype=float))
         except ValueError:
@@ -158,6 +181,11 @@ class PolicyController:
     def odom(self, linear_velocity_body: Sequence[float], now: float, stamp: float = 0.0) -> None:
         if not math.isfinite(sum(linear_velocity_body)):
             self._fault("odom has NaN/inf twist.linear")
+            return
+        problem = rules.implausible_twist(linear_velocity_body, self.plausibility)
+        problem = problem or rules.stamp_from_the_future(stamp, now, self.plausibility)
+        if problem is not None:
+            self._fault(f"odom: {problem}")
             return
         self.m.base_lin_vel[:] = linear_velocity_body
         self._seen(rules.INPUT_ODOM, now, stamp)
@@ -173,6 +201,13 @@ class PolicyController:
         self.watchdog.seen(rules.INPUT_CMD_VEL, now)
         self.input_counts[rules.INPUT_CMD_VEL] += 1
 
+    def bad_input(self, name: str, reason: str, now: float) -> None:
+        """A message of input ``name`` that could not be read at all: counted, and a fault when the
+        current mode needs that input (an unreadable state is no state)."""
+        self.counters["bad_messages"] += 1
+        if name in self.required_inputs():
+            self._fault(f"{name}: a message could not be read ({reason})")
+
     def _seen(self, name: str, now: float, stamp: float) -> None:
         self.watchdog.seen(name, now)
         self.input_counts[name] += 1
@@ -182,6 +217,12 @@ class PolicyController:
         canonical = {contract.canonical_joint_name(n): i for i, n in enumerate(names)}
         canonical.pop(None, None)
         self._layout = names
+        seen = [contract.canonical_joint_name(n) for n in names]
+        self.duplicate_joints = tuple(sorted({j for j in seen if j is not None and seen.count(j) > 1}))
+        if self.duplicate_joints:
+            self.missing_joints = ()
+            self._layout_index = None
+            return
         self.missing_joints = tuple(j for j in contract.ISAAC_JOINT_ORDER if j not in canonical)
         if self.missing_joints:
             self._layout_index = None

@@ -5,12 +5,17 @@
 - NaN or inf in any input or in the policy's output is a fault.
 - Missing joints keep the node idle (or fault it when active), naming them.
 - Commands are clipped to the ranges the policy was trained on; targets to the joint limits.
+- Implausible values are faults (:class:`Plausibility`): joint positions far beyond the joint
+  limits, joint or base speeds no Spot reaches, a non-unit orientation, a stamp far in the future.
+  A corrupted encoder or a broken publisher must not drive the policy into full-range targets.
+- A message that cannot be read at all (truncated, random bytes) is counted and, when the current
+  mode needs that input, a fault naming it (the nodes' readers never raise: ``spot_policy.ros``).
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -72,6 +77,76 @@ class InputWatchdog:
     def cmd_vel_fresh(self, now: float) -> bool:
         t = self.last.get(INPUT_CMD_VEL)
         return t is not None and now - t <= self.limits.cmd_vel_timeout_s
+
+
+@dataclass(frozen=True)
+class Plausibility:
+    """What a Spot's measured state can be. Beyond it the value is broken, not the robot: a fault.
+
+    Each bound is far outside what the robot does, so a real robot never trips it: Spot walks at
+    up to 1.6 m/s and turns at about 2 rad/s (Boston Dynamics' specifications); its joints stay
+    within their limits (SPOT.md) but for a little overshoot under impact; leg joints move at
+    around 10 rad/s at most in a gait. An IMU quaternion is unit length to float precision.
+    """
+
+    joint_limit_margin_rad: float = 0.3
+    max_joint_speed_rad_s: float = 40.0
+    max_base_speed_m_s: float = 8.0
+    max_base_turn_rate_rad_s: float = 20.0
+    quaternion_norm_tolerance: float = 0.05
+    #: A stamp this far ahead of the node's clock is from a broken clock or publisher.
+    max_stamp_ahead_s: float = 1.0
+
+
+def implausible_joints(
+    names: Sequence[str],
+    q: np.ndarray,
+    dq: np.ndarray,
+    lower: np.ndarray,
+    upper: np.ndarray,
+    limits: Plausibility,
+) -> str | None:
+    """The first joint position far beyond its range or speed beyond any gait, named with its limit."""
+    margin = limits.joint_limit_margin_rad
+    outside = np.flatnonzero((q < lower - margin) | (q > upper + margin))
+    if outside.size:
+        i = int(outside[0])
+        return (
+            f"{names[i]} position {q[i]:.3f} rad is beyond its range [{lower[i]:.3f}, {upper[i]:.3f}] by more "
+            f"than {margin:g} rad"
+        )
+    fast = np.flatnonzero(np.abs(dq) > limits.max_joint_speed_rad_s)
+    if fast.size:
+        i = int(fast[0])
+        return f"{names[i]} velocity {dq[i]:.1f} rad/s is beyond {limits.max_joint_speed_rad_s:g} rad/s"
+    return None
+
+
+def implausible_imu(
+    orientation_xyzw: Sequence[float], angular_velocity: Sequence[float], limits: Plausibility
+) -> str | None:
+    norm = math.sqrt(sum(v * v for v in orientation_xyzw))
+    if abs(norm - 1.0) > limits.quaternion_norm_tolerance:
+        tolerance = limits.quaternion_norm_tolerance
+        return f"orientation quaternion has norm {norm:.3f} (a unit quaternion has 1 +- {tolerance:g})"
+    rate = math.sqrt(sum(v * v for v in angular_velocity))
+    if rate > limits.max_base_turn_rate_rad_s:
+        return f"angular velocity {rate:.1f} rad/s is beyond {limits.max_base_turn_rate_rad_s:g} rad/s"
+    return None
+
+
+def implausible_twist(linear_velocity: Sequence[float], limits: Plausibility) -> str | None:
+    speed = math.sqrt(sum(v * v for v in linear_velocity))
+    if speed > limits.max_base_speed_m_s:
+        return f"base speed {speed:.1f} m/s is beyond {limits.max_base_speed_m_s:g} m/s"
+    return None
+
+
+def stamp_from_the_future(stamp: float, now: float, limits: Plausibility) -> str | None:
+    if stamp - now > limits.max_stamp_ahead_s:
+        ahead = stamp - now
+        return f"stamp {stamp:.3f} s is {ahead:.3f} s ahead of the node's clock (limit {limits.max_stamp_ahead_s:g} s)"
+    return None
 
 
 def required_inputs(term_funcs: Iterable[str]) -> tuple[str, ...]:

@@ -19,6 +19,9 @@ import numpy as np
 
 #: Encapsulation identifier -> struct byte order (OMG DDS-XTypes: CDR_BE = 0, CDR_LE = 1).
 _ORDERS = {b"\x00\x00": ">", b"\x00\x01": "<"}
+#: The other encapsulations a DDS middleware may write (PL_CDR, XCDR2 plain/delimited/parameter
+#: list, both byte orders): rclpy's deserializer reads them.
+_OTHER_ENCODINGS = {bytes((0, k)) for k in (2, 3, 6, 7, 8, 9, 10, 11)}
 _ORIGIN = 4  # alignment is counted from the end of the encapsulation header
 
 
@@ -26,26 +29,60 @@ class UnsupportedEncoding(ValueError):
     """The payload is not plain CDR (e.g. XCDR2); the caller deserializes it the slow way."""
 
 
+class MalformedMessage(ValueError):
+    """The payload cannot be this message: truncated, random bytes, an absurd length, bad text.
+
+    A reader raises nothing else for bad input; the nodes count it and carry on (no input may
+    kill a node).
+    """
+
+
+def _readers_raise_malformed(read):
+    """Any failure of ``read`` on a payload becomes :class:`MalformedMessage` naming the cause."""
+
+    def guarded(buf):
+        try:
+            return read(buf)
+        except (UnsupportedEncoding, MalformedMessage):
+            raise
+        except (struct.error, ValueError, IndexError, UnicodeDecodeError, OverflowError) as exc:
+            raise MalformedMessage(f"{len(buf)} bytes: {exc}") from None
+
+    guarded.__doc__ = read.__doc__
+    return guarded
+
+
 def _order(buf: bytes) -> str:
+    head = bytes(buf[:2])
     try:
-        return _ORDERS[bytes(buf[:2])]
+        return _ORDERS[head]
     except KeyError:
-        raise UnsupportedEncoding(f"CDR encapsulation {bytes(buf[:2]).hex()} is not plain CDR") from None
+        if head in _OTHER_ENCODINGS:
+            raise UnsupportedEncoding(f"CDR encapsulation {head.hex()} is not plain CDR") from None
+        raise MalformedMessage(f"encapsulation {head.hex() or 'missing'} is no CDR encoding") from None
 
 
 def _align(offset: int, size: int) -> int:
     return offset + (-(offset - _ORIGIN)) % size
 
 
+def _need(buf: bytes, end: int, what: str) -> None:
+    if end > len(buf):
+        raise MalformedMessage(f"{what} runs to byte {end}, past the end of the {len(buf)}-byte payload")
+
+
 def _skip_header(buf: bytes, order: str) -> tuple[int, int]:
     """``std_msgs/Header``: returns (stamp in ns, offset after it)."""
     sec, nanosec, frame_len = struct.unpack_from(order + "iII", buf, _ORIGIN)
-    return sec * 1_000_000_000 + nanosec, _ORIGIN + 12 + frame_len
+    end = _ORIGIN + 12 + frame_len
+    _need(buf, end, "header.frame_id")
+    return sec * 1_000_000_000 + nanosec, end
 
 
 def _skip_string(buf: bytes, order: str, offset: int) -> int:
     offset = _align(offset, 4)
     (length,) = struct.unpack_from(order + "I", buf, offset)
+    _need(buf, offset + 4 + length, "a string")
     return offset + 4 + length
 
 
@@ -54,6 +91,7 @@ def _doubles(buf: bytes, order: str, offset: int) -> tuple[np.ndarray, int]:
     offset = _align(offset, 4)
     (count,) = struct.unpack_from(order + "I", buf, offset)
     offset = _align(offset + 4, 8) if count else offset + 4
+    _need(buf, offset + 8 * count, f"a float64[{count}]")
     values = np.frombuffer(buf, dtype=order + "f8", count=count, offset=offset)
     return values, offset + 8 * count
 
@@ -76,6 +114,14 @@ class JointStateDecoder:
         self._names: tuple[str, ...] = ()
 
     def __call__(self, buf: bytes) -> JointStateView:
+        try:
+            return self._decode(buf)
+        except (UnsupportedEncoding, MalformedMessage):
+            raise
+        except (struct.error, ValueError, IndexError, UnicodeDecodeError, OverflowError) as exc:
+            raise MalformedMessage(f"{len(buf)} bytes: {exc}") from None
+
+    def _decode(self, buf: bytes) -> JointStateView:
         order = _order(buf)
         stamp_ns, offset = _skip_header(buf, order)
         start = _align(offset, 4)
@@ -93,21 +139,27 @@ def _strings(buf: bytes, order: str, offset: int) -> tuple[tuple[str, ...], int]
     """A ``string[]`` (offset aligned to 4): the strings and the offset after them."""
     (count,) = struct.unpack_from(order + "I", buf, offset)
     offset += 4
+    _need(buf, offset + 5 * count, f"a string[{count}]")  # each string: a length and at least its NUL
     out = []
     for _ in range(count):
         offset = _align(offset, 4)
         (length,) = struct.unpack_from(order + "I", buf, offset)
+        if length == 0:
+            raise MalformedMessage("a string without its terminating NUL")
+        _need(buf, offset + 4 + length, "a string")
         out.append(bytes(buf[offset + 4 : offset + 3 + length]).decode())  # drops the NUL
         offset += 4 + length
     return tuple(out), offset
 
 
+@_readers_raise_malformed
 def decode_clock(buf: bytes) -> int:
     """``rosgraph_msgs/Clock``: the time in ns."""
     sec, nanosec = struct.unpack_from(_order(buf) + "iI", buf, _ORIGIN)
     return sec * 1_000_000_000 + nanosec
 
 
+@_readers_raise_malformed
 def decode_imu(buf: bytes) -> tuple[int, tuple[float, ...], tuple[float, ...]]:
     """``sensor_msgs/Imu``: (stamp ns, orientation x y z w, angular velocity x y z)."""
     order = _order(buf)
@@ -116,6 +168,14 @@ def decode_imu(buf: bytes) -> tuple[int, tuple[float, ...], tuple[float, ...]]:
     return stamp_ns, values[:4], values[4:]
 
 
+@_readers_raise_malformed
+def decode_twist(buf: bytes) -> tuple[float, float, float]:
+    """``geometry_msgs/Twist``: (linear.x, linear.y, angular.z), what cmd_vel carries for Spot."""
+    lx, ly, _lz, _ax, _ay, az = struct.unpack_from(_order(buf) + "6d", buf, _ORIGIN)
+    return lx, ly, az
+
+
+@_readers_raise_malformed
 def decode_odometry_twist(buf: bytes) -> tuple[int, tuple[float, ...]]:
     """``nav_msgs/Odometry``: (stamp ns, twist.twist.linear x y z in the child (body) frame)."""
     order = _order(buf)

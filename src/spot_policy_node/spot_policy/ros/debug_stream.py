@@ -16,7 +16,8 @@ another process does not see. So the node says it, per step and per event:
   the node had, whatever the recorder received.
 - ``~/events`` (std_msgs/String, JSON, reliable and transient-local, so a recorder that joins
   late still gets the ``start`` record): ``start`` (policy, ONNX hash, controller config, layouts),
-  ``request`` (a ~/stand, ~/walk or ~/stop call and its answer), ``reset``, and ``log`` (every
+  ``request`` (a ~/stand, ~/walk or ~/stop call and its answer), ``reset``, ``bad_input`` (a message
+  it could not read: the input and why), and ``log`` (every
   message the controller emits: mode entries, faults, cmd_vel timeouts), each with ``seq``,
   ``t_ns`` (the clock time the controller was given), ``op`` (what the node was doing: ``input``,
   ``step``, ``check``, ``service``), ``mode`` (after it) and the input view.

@@ -28,6 +28,7 @@ from spot_policy.core.loader import LoadedPolicy, load_policy
 from spot_policy.ros import cdr, qos_events
 from spot_policy.ros import debug_stream as debug
 from spot_policy.ros.hot_loop import HotInputs
+from spot_policy.ros.input_guard import InputGuard
 from spot_policy.ros.node_main import run_node
 from spot_policy.ros.node_parts import log_event
 from spot_policy.ros.polling import PolledGroup, take_raw
@@ -118,6 +119,9 @@ class PolicyNode(Node):
         self._read_joint_states = plain_cdr_fallback(cdr.JointStateDecoder(), JointState)
         self._read_imu = plain_cdr_fallback(cdr.decode_imu, Imu)
         self._read_odom = plain_cdr_fallback(cdr.decode_odometry_twist, Odometry)
+        self._read_twist = plain_cdr_fallback(cdr.decode_twist, Twist)
+        # A payload none of them can read is counted and reported, never raised (spot_policy.ros.input_guard).
+        self.guard = InputGuard(self.get_logger().warning)
         # With the input trigger the node waits on them itself (spot_policy.ros.hot_loop: HOT): the
         # executor's wake-ups were most of a lock-stepped cycle's time.
         polled = self.trigger == "timer"
@@ -146,6 +150,7 @@ class PolicyNode(Node):
             contract.TOPIC_CMD_VEL,
             self._on_cmd_vel,
             10,
+            raw=True,
             event_callbacks=qos_events.contract_subscription(contract.TOPIC_CMD_VEL, warn),
         )
         for name, mode in (("stand", Mode.STAND), ("walk", Mode.WALK), ("stop", Mode.IDLE)):
@@ -192,6 +197,20 @@ class PolicyNode(Node):
         takes that instant's imu/data and odom with it: one wake-up per instant instead of three."""
         return HotInputs([self._inputs[0][0]], self._on_inputs_ready) if self._hot else None
 
+    def _read(self, name: str, reader, data: bytes):
+        """``reader(data)``, or None for a payload it cannot read: counted, reported, and handed to
+        the controller (a fault when the mode needs that input), with an event a replay follows."""
+        try:
+            return reader(data)
+        except Exception as exc:  # no input may raise out of a callback
+            reason = str(exc) or type(exc).__name__
+            self.guard.bad(name, reason)
+            now_ns = self.get_clock().now().nanoseconds
+            self._op, self._op_ns = "input", now_ns
+            self._event("bad_input", input=name, reason=reason)
+            self.controller.bad_input(name, reason, now_ns * 1e-9)
+            return None
+
     def _on_inputs_ready(self) -> None:
         for sub, handle in self._inputs:
             while (taken := take_raw(sub)) is not None:
@@ -207,35 +226,46 @@ class PolicyNode(Node):
     def _on_odom(self, data: bytes) -> None:
         self._after_input(self._odom(data))
 
-    def _joint_states(self, data: bytes, arrived_ns: int | None = None) -> int:
-        m = self._read_joint_states(data)
+    def _joint_states(self, data: bytes, arrived_ns: int | None = None) -> int | None:
+        m = self._read(contract.TOPIC_JOINT_STATES, self._read_joint_states, data)
+        if m is None:
+            return None
         now_ns = self._input(debug.JOINT_STATES, m.stamp_ns, arrived_ns)
         self.controller.joint_state(m.names, m.position, m.velocity, now_ns * 1e-9, m.stamp_ns * 1e-9, m.effort)
         return now_ns
 
-    def _imu(self, data: bytes, arrived_ns: int | None = None) -> int:
-        stamp_ns, orientation, angular_velocity = self._read_imu(data)
+    def _imu(self, data: bytes, arrived_ns: int | None = None) -> int | None:
+        read = self._read(contract.TOPIC_IMU, self._read_imu, data)
+        if read is None:
+            return None
+        stamp_ns, orientation, angular_velocity = read
         now_ns = self._input(debug.IMU, stamp_ns, arrived_ns)
         self.controller.imu(orientation, angular_velocity, now_ns * 1e-9, stamp_ns * 1e-9)
         return now_ns
 
-    def _odom(self, data: bytes, arrived_ns: int | None = None) -> int:
-        stamp_ns, linear = self._read_odom(data)
+    def _odom(self, data: bytes, arrived_ns: int | None = None) -> int | None:
+        read = self._read(contract.TOPIC_ODOM, self._read_odom, data)
+        if read is None:
+            return None
+        stamp_ns, linear = read
         now_ns = self._input(debug.ODOM, stamp_ns, arrived_ns)
         self.controller.odom(linear, now_ns * 1e-9, stamp_ns * 1e-9)
         return now_ns
 
-    def _on_cmd_vel(self, msg: Twist) -> None:
+    def _on_cmd_vel(self, data: bytes) -> None:
+        command = self._read(contract.TOPIC_CMD_VEL, self._read_twist, data)
+        if command is None:
+            return
         # Under simulated time the node's clock can lag the newest state by one HotLoop catch-up
         # (/clock is read there, the states at once): cmd_vel arrived no earlier than that state.
         now_ns = max(self.get_clock().now().nanoseconds, self._newest_input_ns)
-        vx, vy, wz = msg.linear.x, msg.linear.y, msg.angular.z
+        vx, vy, wz = command
         self.view.cmd_vel(now_ns, vx, vy, wz)
         self._op, self._op_ns = "input", now_ns
         self.controller.cmd_vel(vx, vy, wz, now_ns * 1e-9)
 
     # ---------------------------------------------------------------- stepping
-    def _after_input(self, now_ns: int) -> None:
+    def _after_input(self, now_ns: int | None) -> None:
         if self.trigger != "input":
             return
         if not self.controller.input_step_due():
@@ -243,9 +273,11 @@ class PolicyNode(Node):
             # of after one executor round trip each (~0.1-0.2 ms in rclpy), in order per topic.
             for sub, handle in self._inputs:
                 while (taken := take_raw(sub)) is not None:
-                    now_ns = handle(taken[0])
+                    now_ns = handle(taken[0]) or now_ns
             if not self.controller.input_step_due():
                 return
+        if now_ns is None:
+            return
         self._op = "step"
         self._publish(self.controller.step(now_ns * 1e-9), now_ns)
 
@@ -390,8 +422,10 @@ class PolicyNode(Node):
             **{k: f"{status[k]:.3f}" for k in ("period_jitter_ms_median", "period_jitter_ms_p99")},
             **{f"age_s.{n}": ("never" if a is None else f"{a:.3f}") for n, a in status["input_ages_s"].items()},
             **{f"rate_hz.{n}": f"{r:.1f}" for n, r in rates.items()},
+            **{f"bad_messages.{n}": str(c) for n, c in self.guard.counts.items()},
             **{
-                k: str(status[k]) for k in ("steps", "faults", "command_clips", "joint_limit_clips", "cmd_vel_timeouts")
+                k: str(status[k])
+                for k in ("steps", "faults", "command_clips", "joint_limit_clips", "cmd_vel_timeouts", "bad_messages")
             },
         }
         msg = DiagnosticArray()

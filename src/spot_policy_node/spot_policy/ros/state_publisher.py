@@ -29,6 +29,7 @@ from spot_policy.core import contract
 from spot_policy.core.kinematics import KinematicTree
 from spot_policy.ros import cdr, qos_events
 from spot_policy.ros.hot_loop import HotInputs
+from spot_policy.ros.input_guard import InputGuard
 from spot_policy.ros.polling import PolledGroup, take_raw
 
 T = TypeVar("T")
@@ -167,13 +168,18 @@ class StatePublisher:
 
 def plain_cdr_fallback(decode: Callable[[bytes], T], msg_type: type) -> Callable[[bytes], T]:
     """``decode`` (a :mod:`spot_policy.ros.cdr` reader), and for a payload in another encoding (a
-    middleware's XCDR2) the same message re-serialized as plain CDR by rclpy first."""
+    middleware's XCDR2) the same message re-serialized as plain CDR by rclpy first. Raises only
+    :class:`~spot_policy.ros.cdr.MalformedMessage` for a payload it cannot read."""
 
     def read(data: bytes) -> T:
         try:
             return decode(data)
         except cdr.UnsupportedEncoding:
-            return decode(serialize_message(deserialize_message(data, msg_type)))
+            try:
+                plain = serialize_message(deserialize_message(data, msg_type))
+            except Exception as exc:  # rclpy raises its RMWError for bytes that are no such message
+                raise cdr.MalformedMessage(f"{len(data)} bytes: {exc}".splitlines()[0]) from None
+            return decode(plain)
 
     return read
 
@@ -186,19 +192,23 @@ JOINT_COMMAND_QOS = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
 def subscribe_joint_command(
     node: Node,
     on_command: Callable[[tuple[str, ...], np.ndarray], None],
+    guard: InputGuard,
     hot: bool = False,
     qos: QoSProfile = JOINT_COMMAND_QOS,
 ) -> HotInputs:
     """The bridge's ``joint_command`` input, read raw (:mod:`spot_policy.ros.cdr`): names and positions.
 
+    A payload that cannot be read is counted and reported by ``guard`` and otherwise ignored: no
+    command arrived, so the bridge's command timeout brings its safe behaviour as for a lost one.
     ``hot``: the executor never waits on it; the returned :class:`~spot_policy.ros.hot_loop.HotInputs`
     is what the node's ``hot_inputs()`` offers (a lock-stepped bridge waits on its command itself).
     """
     read = plain_cdr_fallback(cdr.JointStateDecoder(), JointState)
 
     def on_raw(data: bytes) -> None:
-        view = read(data)
-        on_command(view.names, view.position)
+        view = guard.read(contract.TOPIC_JOINT_COMMAND, read, data)
+        if view is not None:
+            on_command(view.names, view.position)
 
     events = qos_events.contract_subscription(contract.TOPIC_JOINT_COMMAND, node.get_logger().warning)
     subscription = node.create_subscription(

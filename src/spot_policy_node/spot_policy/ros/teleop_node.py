@@ -20,6 +20,7 @@ from rcl_interfaces.msg import ParameterDescriptor
 from rclpy.clock import Clock, ClockType
 from rclpy.node import Node
 from rclpy.qos import qos_profile_sensor_data
+from rclpy.serialization import deserialize_message
 from rclpy.task import Future
 from sensor_msgs.msg import Joy
 from std_srvs.srv import Trigger
@@ -27,6 +28,7 @@ from std_srvs.srv import Trigger
 from spot_policy.core.contract import TOPIC_CMD_VEL, TOPIC_JOY
 from spot_policy.core.paths import config_dir
 from spot_policy.core.teleop import ACTIONS, JoyMessageError, MappingError, Teleop, load_mapping
+from spot_policy.ros.input_guard import InputGuard
 from spot_policy.ros.node_main import run_node
 
 NODE_NAME = "teleop"
@@ -58,7 +60,10 @@ class TeleopNode(Node):
         self._cmd_pub = self.create_publisher(Twist, TOPIC_CMD_VEL, 10)
         # joy_node publishes reliable; a best-effort (sensor data) subscription matches it and
         # never queues stale stick positions.
-        self.create_subscription(Joy, TOPIC_JOY, self._on_joy, qos_profile_sensor_data)
+        # Read raw and deserialized here, so a payload that is no Joy is counted and reported
+        # (spot_policy.ros.input_guard) instead of vanishing in the middleware.
+        self.guard = InputGuard(self.get_logger().warning)
+        self.create_subscription(Joy, TOPIC_JOY, self._on_joy_raw, qos_profile_sensor_data, raw=True)
         # Relative names resolve in teleop's namespace (like the policy node's own `~/stand`).
         base = policy_node.rstrip("/")
         self._trigger_clients = {a: self.create_client(Trigger, f"{base}/{a}") for a in ACTIONS}
@@ -83,6 +88,11 @@ class TeleopNode(Node):
         """Declare a read-only parameter; dynamic typing so `publish_rate_hz: 50` (an int) is accepted."""
         descriptor = ParameterDescriptor(description=description, read_only=True, dynamic_typing=True)
         return self.declare_parameter(name, default, descriptor).value
+
+    def _on_joy_raw(self, data: bytes) -> None:
+        msg = self.guard.read(TOPIC_JOY, lambda raw: deserialize_message(raw, Joy), data)
+        if msg is not None:
+            self._on_joy(msg)
 
     def _on_joy(self, msg: Joy) -> None:
         try:

@@ -42,6 +42,7 @@ from std_srvs.srv import Trigger
 from spot_policy.core import contract, paths
 from spot_policy.ros import cdr, qos_events
 from spot_policy.ros.hot_loop import HotInputs
+from spot_policy.ros.input_guard import InputGuard
 from spot_policy.ros.node_main import run_node
 from spot_policy.ros.node_parts import log_event, read_only
 from spot_policy.ros.state_publisher import LOCKSTEP_STATE_QOS, StatePublisher, subscribe_joint_command, to_time
@@ -231,7 +232,8 @@ class SimBridgeNode(Node):
             self.create_subscription(ClockMsg, "~/run_until", self._on_run_until, LATCHED_QOS)
         # lockstep: the node waits on joint_command itself (spot_policy.ros.hot_loop), the executor
         # catches up on services and timers in between; realtime: the executor delivers it.
-        self._command_input = subscribe_joint_command(self, self._on_command, hot=self.mode == "lockstep")
+        self.guard = InputGuard(self.get_logger().warning)  # joint_command payloads it cannot read
+        self._command_input = subscribe_joint_command(self, self._on_command, self.guard, hot=self.mode == "lockstep")
         self.create_subscription(JointState, "~/reset_pose", self._on_reset_pose, RESET_POSE_QOS)
         self.create_service(Trigger, "~/reset", self._on_reset)
         self.create_service(Trigger, "~/push", self._on_push)
@@ -583,6 +585,7 @@ class SimBridgeNode(Node):
         }
         if self.gate is not None:
             values["stale_commands_dropped"] = self.gate.stale_dropped
+        values["bad_messages.joint_command"] = self.guard.counts.get("joint_command", 0)
         if self.pacer is not None:
             jitter = self.pacer.period_jitter_s
             values["period_jitter_ms_median"] = f"{jitter.median * 1e3:.3f}"
