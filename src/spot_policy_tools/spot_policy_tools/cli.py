@@ -69,6 +69,19 @@ def cmd_bench(args: argparse.Namespace) -> int:
     return bench.main(args)
 
 
+def cmd_recover(args: argparse.Namespace) -> int:
+    from spot_policy.ros.bag_recorder import BagRecorderError, recover_bag
+
+    out = args.out or args.bag.with_name(args.bag.name + "-recovered")
+    try:
+        counts = recover_bag(args.bag, out)
+    except BagRecorderError as exc:
+        print(f"spot-policy recover: error: {exc}", file=sys.stderr)
+        return 2
+    print(f"{out}: {sum(counts.values())} messages on {len(counts)} topics recovered")
+    return 0
+
+
 def cmd_replay(args: argparse.Namespace) -> int:
     if args.in_sim:
         from spot_policy_tools import replay_in_sim
@@ -188,6 +201,16 @@ def build_parser() -> argparse.ArgumentParser:
     )
     evaluate_cli.add_arguments(p)
     p.set_defaults(func=lambda a: evaluate_cli.main(a))
+
+    p = sub.add_parser(
+        "recover",
+        help="make a bag whose recorder was killed readable again (every message up to the cut)",
+        description="A recorder that died (SIGKILL, power loss) leaves an MCAP without its summary and no "
+        "metadata.yaml. This writes every message up to the last complete chunk as a new bag.",
+    )
+    p.add_argument("bag", type=Path, help="the bag folder (or its .mcap) left by the killed recorder")
+    p.add_argument("--out", type=Path, default=None, help="the recovered bag folder (default: BAG-recovered)")
+    p.set_defaults(func=cmd_recover)
 
     p = sub.add_parser(
         "emulator",

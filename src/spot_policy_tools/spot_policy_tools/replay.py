@@ -239,7 +239,8 @@ def read_recording(bag: str | Path) -> Recording:
     except Exception as exc:  # rosbags raises many kinds for a truncated or damaged file: say which bag, once
         raise ReplayError(
             f"{bag}: cannot read the bag ({type(exc).__name__}: {exc}); fix: a bag cut short (recorder killed, "
-            "copy interrupted) lacks its MCAP summary or metadata.yaml: re-record, or copy it again"
+            "copy interrupted) lacks its MCAP summary or metadata.yaml: spot-policy recover BAG makes it readable up "
+            "to the cut, or copy it again"
         ) from exc
     topics = {kind: conns[0].topic for kind, conns in found.items()}
     rec = _assemble(bag, inputs, commands, observations, actions, steps, events, topics)

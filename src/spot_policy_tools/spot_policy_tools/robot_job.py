@@ -126,17 +126,25 @@ def main(args: argparse.Namespace) -> int:
     started = time.monotonic()
     stop_faults = _inject_on_schedule(emulator, faults) if emulator is not None and faults else None
     player, limit = bringup.profile_player(args.profile, sim_time=False), 90.0 + 1.5 * profile.duration
+    failure: JobError | None = None
     try:
         run_nodes(specs, player, out, profile, limit, env)
     except JobError as exc:
-        print(f"spot-policy robot: error: {exc}", file=sys.stderr)
-        return 1
+        failure = exc
     finally:
         if stop_faults is not None:
             stop_faults()
         robot = _robot_account(emulator) if emulator is not None else {}
         if emulator is not None:
             emulator.stop()
+    if failure is not None:
+        print(f"spot-policy robot: error: {failure}", file=sys.stderr)
+        if robot:  # what the robot was left doing matters most when the run broke
+            print(
+                f"robot side: final behaviour {robot['final_behaviour']}, joint control expiries "
+                f"{robot['joint_control_expiries']}, lease returned: {robot['lease_returned']}"
+            )
+        return 1
     extra = {
         "mode": "robot (emulator)" if args.emulator else "robot",
         "policy": args.policy,

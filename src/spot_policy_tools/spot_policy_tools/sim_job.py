@@ -12,6 +12,7 @@ import argparse
 import json
 import sys
 import time
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 
@@ -61,6 +62,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--domain", type=int, default=None, help="ROS domain id (default: a free isolated one)")
     parser.add_argument(
+        "--duration",
+        type=float,
+        default=None,
+        metavar="SECONDS",
+        help="soak: play the profile's segments over and over for this long (real time, no recording) and "
+        "report per minute the policy step's latency, missed deadlines and each process's memory (soak.json)",
+    )
+    parser.add_argument(
         "--strict", action="store_true", help="exit 1 when a moving segment misses its tracking thresholds or Spot fell"
     )
     live_session.add_view_arguments(parser)
@@ -91,13 +100,18 @@ def run_nodes(
     profile: Profile,
     wall_limit_s: float,
     env: dict[str, str] | None = None,
+    on_started: Callable[[NodeGroup], None] | None = None,
 ) -> None:
-    """Start ``specs`` and the player, show the player's progress, stop everything when it ends."""
+    """Start ``specs`` and the player, show the player's progress, stop everything when it ends.
+
+    ``on_started``: called with the running group (its processes' pids), e.g. to watch them."""
     group = NodeGroup(out / "logs", env)
     try:
         for spec in specs:
             group.start(spec)
         player_proc = group.start(player)
+        if on_started is not None:
+            on_started(group)
         position, start = 0, time.monotonic()
         while True:
             lines, position = follow(player_proc.log_path, position)
@@ -178,6 +192,8 @@ def main(args: argparse.Namespace) -> int:
         teleop=False,
         extra_bridge_params=bridge_params,
     )
+    if args.duration is not None:
+        return run_soak(args, specs, profile, out, domain)
     # The recorder first: subscribed before the policy node's first step (replay needs every one).
     specs.insert(0, bringup.recorder(out / "bag"))
     specs += live_session.view_specs(args, accept_cmd_vel=by_hand)
@@ -200,3 +216,36 @@ def main(args: argparse.Namespace) -> int:
     ok = make_report(out, out / "bag", profile, not args.no_video, extra)
     print(f"run folder: {out} (summary.json, tracking.png{', video.mp4' if not args.no_video else ''}, bag/, logs/)")
     return 1 if args.strict and not ok else 0
+
+
+def run_soak(args: argparse.Namespace, specs: list, profile: Profile | None, out: Path, domain: int) -> int:
+    """``--duration``: the soak run (spot_policy_tools.soak)."""
+    from spot_policy_tools import soak
+
+    if args.lockstep or profile is None:
+        print("spot-policy sim: error: --duration runs in real time from a profile; fix: drop --lockstep/--teleop",
+              file=sys.stderr)  # fmt: skip
+        return 2
+    profile_path = soak.write_profile(profile, args.duration, out / "soak_profile.yaml")
+    cycled = load_profile(str(profile_path), paths.config_dir() / "profiles")
+    print(f"spot-policy sim: soak of {args.duration:.0f} s ('{profile.name}' segments over and over), policy "
+          f"{args.policy}, real time, ROS domain {domain}; run folder {out}")  # fmt: skip
+    monitors: list[soak.SoakMonitor] = []
+
+    def watch(group: NodeGroup) -> None:
+        monitors.append(soak.SoakMonitor({p.name: p.proc.pid for p in group.procs}).start())
+
+    try:
+        run_nodes(
+            specs, bringup.profile_player(str(profile_path)), out, cycled, 120.0 + 1.2 * args.duration, None, watch
+        )
+    except JobError as exc:
+        print(f"spot-policy sim: error: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        for monitor in monitors:
+            monitor.stop()
+    report = monitors[0].report() if monitors else {"minutes": [], "memory_growth": {}}
+    print(soak.format_report(report))
+    print(f"wrote {soak.write_report(report, out)}")
+    return 0

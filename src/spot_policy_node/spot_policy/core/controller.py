@@ -1,9 +1,25 @@
 """The policy controller: modes, inputs, one control step. No ROS here; the node only moves messages.
 
-Modes: ``idle`` (publishes nothing), ``stand`` (interpolates from the measured pose to the default
-pose), ``walk`` (the policy, with its action faded in over a soft start), ``fault`` (publishes
-nothing, latched until reset). Publishing nothing is the universal safe signal: every bridge falls
-into its own safe behaviour when commands stop.
+Modes: ``idle`` (publishes nothing), ``stand`` (holds the robot, or moves it to the default pose),
+``walk`` (the policy, faded in over a soft start), ``fault`` (publishes nothing, latched until
+reset). Publishing nothing is the universal safe signal: every bridge falls into its own safe
+behaviour when commands stop.
+
+The hand-over (the same rule in simulation and on the robot; docs/JETSON.md explains it):
+
+- Whatever the node takes over from (the robot's own stand, a bridge's hold, its own last target),
+  its first target is the one that keeps the torque the joints carry: ``q* = q + (tau + kd dq) / kp``
+  from the newest joint_states (measured pose and effort), clipped to the joint limits; without
+  efforts, the measured pose. Under the policy's soft gains any other first target makes the robot
+  sag or jerk at once (Spot's knees carry ~20 N·m standing: 0.33 rad at kp 60).
+- ``stand`` from idle with ``q*`` within ``stand_hold_beyond_rad`` of the default pose, or from
+  walk: moves from ``q*`` to the default pose over ``stand_duration_s``. From idle farther away, it
+  holds ``q*``: the robot stands in a posture of another controller (Spot's own stand has its hind
+  feet 17 cm ahead of an Isaac Lab default pose's), which planted feet cannot leave without
+  stepping; moving the joints there tips the body. The policy's walk steps out of it.
+- ``walk``'s soft start blends, over ``soft_start_s``, from the hand-over target (the last stand
+  target, or ``q*`` from idle) to the policy's target ``default + scale * action``: step k of N
+  publishes ``from + k/N (policy - from)``. From the default pose that is the action faded in.
 """
 
 from __future__ import annotations
@@ -35,6 +51,8 @@ class Mode(str, Enum):
 class ControllerConfig:
     stand_duration_s: float = 2.0
     soft_start_s: float = 0.5
+    #: From idle, a stand whose start is farther than this from the default pose (any joint, rad) holds it.
+    stand_hold_beyond_rad: float = 0.2
     input_timeout_s: float | None = None  # None or 0: three control periods
     cmd_vel_timeout_s: float = 0.5
 
@@ -82,7 +100,9 @@ class PolicyController:
         self.last_targets: np.ndarray | None = None
         self._walk_steps = 0
         self._stand_from: np.ndarray | None = None
+        self._stand_goal: np.ndarray | None = None  # the default pose, or _stand_from (hold)
         self._stand_t0 = 0.0
+        self._soft_from: np.ndarray | None = None  # where walk's soft start blends from
         # Joint-name mapping for the last joint_states layout seen (cached: layouts rarely change).
         self._layout: tuple[str, ...] = ()
         self._layout_index: np.ndarray | None = None
@@ -102,6 +122,7 @@ class PolicyController:
             "joint_limit_clips": 0,
             "cmd_vel_timeouts": 0,
             "bad_messages": 0,
+            "late_steps": 0,
         }
         self.plausibility = rules.Plausibility()
         self.duplicate_joints: tuple[str, ...] = ()
@@ -264,16 +285,39 @@ class PolicyController:
         if problems:
             return False, f"cannot {mode.value}: " + "; ".join(problems)
         if mode is Mode.STAND:
-            self._stand_from = self._bumpless_start()
-            self._stand_t0 = now
-            self._enter(Mode.STAND, f"stand: moving to the default pose over {self.config.stand_duration_s:.1f} s")
+            if self.mode is Mode.STAND:
+                return True, "standing"  # already: the stand in progress goes on
+            self._start_stand(now)
             return True, "standing"
         if self.mode is not Mode.WALK:
+            self._soft_from = (
+                self.last_targets.copy()
+                if self.mode is Mode.STAND and self.last_targets is not None
+                else self._bumpless_start()
+            )
             self.observations.reset()
             self.last_action[:] = 0.0
             self._walk_steps = 0
             self._enter(Mode.WALK, f"walk: policy running at {self.spec.control_rate_hz:.0f} Hz")
         return True, "walking"
+
+    def _start_stand(self, now: float) -> None:
+        """Stand from ``q*``: to the default pose, or (from idle, far from it) holding ``q*``."""
+        start = self._bumpless_start()
+        default = self.spec.default_joint_pos
+        away = float(np.max(np.abs(start - default)))
+        hold = self.mode is not Mode.WALK and away > self.config.stand_hold_beyond_rad
+        self._stand_from, self._stand_goal, self._stand_t0 = start, (start if hold else default), now
+        if hold:
+            joint = contract.ISAAC_JOINT_ORDER[int(np.argmax(np.abs(start - default)))]
+            message = (
+                f"stand: holding the pose the robot is in, with the torque its joints carry ({away:.2f} rad from the "
+                f"default pose at {joint}, beyond stand_hold_beyond_rad {self.config.stand_hold_beyond_rad:g}: a "
+                "posture of another controller, its feet planted elsewhere); walk hands over to the policy from here"
+            )
+        else:
+            message = f"stand: moving to the default pose over {self.config.stand_duration_s:.1f} s"
+        self._enter(Mode.STAND, message)
 
     def reset(self) -> tuple[bool, str]:
         """Clear a latched fault and go idle."""
@@ -320,7 +364,11 @@ class PolicyController:
         """One control step: the targets to publish, or None (publish nothing)."""
         t0 = time.perf_counter()
         if self._last_step_wall is not None:
-            self.period_jitter_s.add(abs(t0 - self._last_step_wall - self._control_dt))
+            interval = t0 - self._last_step_wall
+            self.period_jitter_s.add(abs(interval - self._control_dt))
+            # A deadline missed: the step came more than half a period late (real time; in lockstep
+            # steps come as fast as the simulator runs, never late).
+            self.counters["late_steps"] += interval > 1.5 * self._control_dt
         self._last_step_wall = t0
         self.check_watchdogs(now)
         if self.mode is Mode.STAND:
@@ -346,12 +394,13 @@ class PolicyController:
         return Command(self._out_names, targets)
 
     def _bumpless_start(self) -> np.ndarray:
-        """Where stand starts: the target that reproduces the torque the joints carry now.
+        """The hand-over target ``q*``: the one that reproduces the torque the joints carry now.
 
         From tau = kp (q* - q) - kd dq: q* = q + (tau + kd dq) / kp. A limp robot (tau ~ 0) starts
         from its measured pose; one held up by any controller (the bridge's reset hold, the robot's
         own stand) keeps exactly its torque at the hand-over instead of first sagging under the
-        policy's soft gains. Without efforts in joint_states, the measured pose.
+        policy's soft gains. Without efforts in joint_states, the measured pose. It relies on the
+        effort being the torque about the joint's axis (the robot's ``load``: docs/JETSON.md).
         """
         q = self.m.joint_pos.copy()
         tau = self._joint_effort
@@ -362,9 +411,10 @@ class PolicyController:
 
     def _stand_targets(self, now: float) -> np.ndarray:
         start = self._stand_from if self._stand_from is not None else self.m.joint_pos
+        goal = self._stand_goal if self._stand_goal is not None else self.spec.default_joint_pos
         duration = self.config.stand_duration_s
         alpha = 1.0 if duration <= 0 else min(1.0, max(0.0, (now - self._stand_t0) / duration))
-        return start + alpha * (self.spec.default_joint_pos - start)
+        return start + alpha * (goal - start)
 
     def _walk_targets(self, now: float) -> np.ndarray | None:
         fresh = self.watchdog.cmd_vel_fresh(now)
@@ -383,20 +433,23 @@ class PolicyController:
             np.clip(raw, -action.raw_clip, action.raw_clip, out=raw)
         # Few numpy calls: after the inference each one costs 0.5-1.5 us (cold caches). The targets
         # are a new array (the caller keeps them); step() clips them and checks finiteness.
-        if self._walk_steps < self._soft_start_steps:
-            self._walk_steps += 1
-            processed = np.multiply(action.scale, self._walk_steps / self._soft_start_steps)
-            processed *= raw
-        else:
-            processed = np.multiply(action.scale, raw)
+        processed = np.multiply(action.scale, raw)
         processed += action.offset
         self.last_action = raw
         if action.clip is not None:
             np.clip(processed, action.clip[:, 0], action.clip[:, 1], out=processed)
         if self._action_index is None:
-            return processed
-        targets = np.empty(len(contract.ISAAC_JOINT_ORDER))
-        targets[self._action_index] = processed
+            targets = processed
+        else:
+            targets = np.empty(len(contract.ISAAC_JOINT_ORDER))
+            targets[self._action_index] = processed
+        if self._walk_steps < self._soft_start_steps:
+            # Soft start: from the hand-over target to the policy's, a 1/N more each step.
+            self._walk_steps += 1
+            start = self._soft_from if self._soft_from is not None else self.spec.default_joint_pos
+            targets -= start
+            targets *= self._walk_steps / self._soft_start_steps
+            targets += start
         return targets
 
     @property

@@ -225,3 +225,38 @@ def copy_bag(
         for conn, timestamp, raw in reader.messages(connections=connections):
             out.write(conn.topic, conn.msgtype, raw, timestamp)
         return out.counts
+
+
+def recover_bag(src: str | Path, dst: str | Path) -> dict[str, int]:
+    """A readable bag from one whose recorder was killed: every message up to the last whole chunk.
+
+    A recorder that dies (SIGKILL, power loss) leaves an MCAP without its summary and footer, and no
+    ``metadata.yaml``: rosbag readers refuse it. The MCAP records before the cut are intact, so
+    this reads them in order up to the end of the last complete one and writes them as a new bag
+    (``metadata.yaml`` included). Offered QoS is not recovered (reliable is written).
+    """
+    from mcap.exceptions import McapError
+    from mcap.records import Channel, Message, Schema
+    from mcap.stream_reader import StreamReader
+
+    src = Path(src)
+    files = sorted(src.glob("*.mcap")) if src.is_dir() else [src]
+    if not files:
+        raise BagRecorderError(f"{src}: no .mcap file to recover; fix: give the bag folder or its .mcap")
+    schemas: dict[int, str] = {}
+    channels: dict[int, tuple[str, str]] = {}
+    with BagRecorder(dst, compress=True) as out:
+        for path in files:
+            with open(path, "rb") as stream:
+                try:
+                    for record in StreamReader(stream, skip_magic=False, emit_chunks=False).records:
+                        if isinstance(record, Schema):
+                            schemas[record.id] = record.name
+                        elif isinstance(record, Channel):
+                            channels[record.id] = (record.topic, schemas.get(record.schema_id, ""))
+                        elif isinstance(record, Message) and record.channel_id in channels:
+                            topic, msgtype = channels[record.channel_id]
+                            out.write(topic, msgtype, record.data, record.log_time)
+                except (McapError, EOFError, ValueError):
+                    pass  # the cut: everything before it is in
+        return out.counts

@@ -425,7 +425,15 @@ class PolicyNode(Node):
             **{f"bad_messages.{n}": str(c) for n, c in self.guard.counts.items()},
             **{
                 k: str(status[k])
-                for k in ("steps", "faults", "command_clips", "joint_limit_clips", "cmd_vel_timeouts", "bad_messages")
+                for k in (
+                    "steps",
+                    "faults",
+                    "command_clips",
+                    "joint_limit_clips",
+                    "cmd_vel_timeouts",
+                    "bad_messages",
+                    "late_steps",
+                )
             },
         }
         msg = DiagnosticArray()
