@@ -153,7 +153,21 @@ def main(args: argparse.Namespace) -> int:
         "sim_s_per_wall_s": round(sim_done / wall, 3) if wall > 0 else None,
         "workers": args.workers if not args.ray else f"ray:{args.ray}",
         "trials": [
-            {k: r.get(k) for k in ("label", "scenario", "trial", "wall_s", "sim_s", "timing", "error")} for r in results
+            {
+                k: r.get(k)
+                for k in (
+                    "label",
+                    "scenario",
+                    "trial",
+                    "wall_s",
+                    "sim_s",
+                    "timing",
+                    "error",
+                    "attempts",
+                    "retried_after",
+                )
+            }
+            for r in results
         ],
     }
     (out / report.TIMING_NAME).write_text(json.dumps(timing, indent=1) + "\n")

@@ -192,7 +192,7 @@ class TrialDriver:
         self.spin_until(
             lambda: all(self.node.count_subscribers(t) > 0 for t in topics), 60.0, alive, "the recorder's subscriptions"
         )
-        settle = time.monotonic() + 0.2  # the publishers match the recorder from the same announcements
+        settle = time.monotonic() + 0.5  # the publishers match the recorder from the same announcements
         self.spin_until(lambda: time.monotonic() > settle, 5.0, alive, "discovery")
         debug(f"recorder subscribed after {time.monotonic() - t0:.2f} s")
         self.set_wait(WAIT_START_S, alive)

@@ -300,7 +300,7 @@ CSS = """
 body{font:14px/1.45 system-ui,sans-serif;margin:24px;color:#1f2328;max-width:1400px}
 h1{font-size:22px}h2{font-size:18px;margin-top:32px;border-bottom:1px solid #d0d7de}
 table{border-collapse:collapse;margin:8px 0}td,th{border:1px solid #d0d7de;padding:3px 7px;text-align:right}
-th{background:#f6f8fa}td.n,th.n{text-align:left}.pass{background:#dafbe1}.fail{background:#ffebe9}
+th{background:#f6f8fa}td{white-space:nowrap}td.n,th.n{text-align:left}.pass{background:#dafbe1}.fail{background:#ffebe9}
 .info{background:#f6f8fa}.better{font-weight:bold}.sig{color:#8250df}.small{font-size:12px;color:#57606a}
 .chart{background:#fff;border:1px solid #eaeef2;margin:4px}.t{font-size:12px;font-weight:600}.l{font-size:10px}
 .v{font-size:10px}.ax{stroke:#57606a}.thr{stroke:#d1242f;stroke-dasharray:3 3}.grid{stroke:#d0d7de;fill:none}

@@ -180,7 +180,33 @@ def _phase(what: str) -> None:
     _T0[0] = now
 
 
+#: Errors of the machinery, not of the policy: a node process that exited or was killed (another
+#: user's cleanup on a shared machine), a recorder that joined late, a machine stalled past the limit.
+RETRYABLE = ("exited with", "the recording lost", "timed out")
+ATTEMPTS = 3
+
+
 def run_trial(
+    spec: TrialSpec,
+    progress: Callable[[float], None] | None = None,
+    stop: threading.Event | None = None,
+) -> dict[str, Any]:
+    """One trial, run again (up to :data:`ATTEMPTS` times) after an error of the machinery. A trial is
+    deterministic, so a repeat gives the numbers the first run would have; ``attempts`` and the
+    earlier errors go to timing.json only."""
+    errors: list[str] = []
+    for attempt in range(1, ATTEMPTS + 1):
+        result = run_trial_once(spec, progress, stop)
+        error = result.get("error") or ""
+        if not any(mark in error for mark in RETRYABLE) or attempt == ATTEMPTS or (stop and stop.is_set()):
+            break
+        errors.append(error.splitlines()[0][:300])
+    result["attempts"] = attempt
+    result["retried_after"] = errors
+    return result
+
+
+def run_trial_once(
     spec: TrialSpec,
     progress: Callable[[float], None] | None = None,
     stop: threading.Event | None = None,
