@@ -148,8 +148,11 @@ def profile_player(profile: str, sim_time: bool = True) -> NodeSpec:
     )
 
 
-def recorder(out: Path, sim_time: bool = True) -> NodeSpec:
-    return NodeSpec("spot_policy", "recorder", "recorder", (), {"out": str(out), "use_sim_time": sim_time})
+def recorder(out: Path, sim_time: bool = True, lockstep: bool = False) -> NodeSpec:
+    """``lockstep``: the sim bridge publishes its state reliably with history (LOCKSTEP_STATE_QOS);
+    the recorder then reads it so too and loses nothing, not even what came before it matched."""
+    params = {"out": str(out), "use_sim_time": sim_time, "lockstep": lockstep}
+    return NodeSpec("spot_policy", "recorder", "recorder", (), params)
 
 
 #: What ``ros2 bag record -s mcap`` needs besides ``ros2`` itself (packages in the ament index).

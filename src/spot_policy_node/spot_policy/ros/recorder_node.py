@@ -124,6 +124,8 @@ class RecorderNode(Node):
         super().__init__(NODE_NAME, **kwargs)
         self.declare_parameter("out", "")
         self.declare_parameter("topics", list(DEFAULT_TOPICS))
+        # A lock-stepped sim bridge publishes its state reliable and transient-local: read it so.
+        self.declare_parameter("lockstep", False)
         out = str(self.get_parameter("out").value)
         if not out:
             raise ValueError("parameter 'out' is empty; fix: give the bag folder, e.g. -p out:=runs/bag")
@@ -150,15 +152,18 @@ class RecorderNode(Node):
         self._clock_topic = clock_topic if any(t == clock_topic for t, _, _ in resolved) else None
         self._read_clock = plain_cdr_fallback(cdr.decode_clock, ClockMsg)
         self._sim_now_ns = 0  # the last recorded clock message's time
+        lockstep_state = (contract.TOPIC_JOINT_STATES, contract.TOPIC_IMU, contract.TOPIC_ODOM)
+        lossless = bool(self.get_parameter("lockstep").value)
         for topic, spec, msg_class in resolved:
             self.bag.set_qos(topic, RELIABLE if spec.reliable else SENSOR_DATA)
-            reliability = ReliabilityPolicy.RELIABLE if spec.reliable else ReliabilityPolicy.BEST_EFFORT
-            # Latched topics are read with transient-local durability, so what was published before
-            # the recorder joined still arrives (a transient-local reader ignores volatile writers,
-            # hence only for these).
+            state = lossless and spec.topic.lstrip("/") in lockstep_state
+            reliability = ReliabilityPolicy.RELIABLE if spec.reliable or state else ReliabilityPolicy.BEST_EFFORT
+            # Latched topics (and a lock-stepped bridge's state) are read with transient-local
+            # durability, so what was published before the recorder joined still arrives (a
+            # transient-local reader ignores volatile writers, hence only for these).
             durability = (
                 DurabilityPolicy.TRANSIENT_LOCAL
-                if spec.topic.lstrip("/") in LATCHED_TOPICS
+                if spec.topic.lstrip("/") in LATCHED_TOPICS or state
                 else DurabilityPolicy.VOLATILE
             )
             subscription = self.create_subscription(

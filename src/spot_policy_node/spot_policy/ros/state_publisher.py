@@ -108,10 +108,13 @@ class FramePublisher:
         self.published += 1
 
 
-#: A lock-stepped simulator's state QoS: reliable with a deep history, so a recorder starved of CPU
-#: loses nothing (lockstep has no real-time budget to protect); sensor-data (best-effort) readers
-#: such as the policy node match it as well.
-LOCKSTEP_STATE_QOS = QoSProfile(depth=1000, reliability=ReliabilityPolicy.RELIABLE)
+#: A lock-stepped simulator's state QoS: reliable and transient-local with a deep history, so a
+#: recorder that reads it so (the recorder's ``lockstep`` parameter) loses nothing, neither when
+#: starved of CPU nor what was published before it matched (lockstep has no real-time budget to
+#: protect). Sensor-data (best-effort, volatile) readers such as the policy node match it as well.
+LOCKSTEP_STATE_QOS = QoSProfile(
+    depth=1000, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL
+)
 
 
 class StatePublisher:
