@@ -12,23 +12,15 @@ The node set and parameter files come from spot_policy.ros.bringup, the same des
 from launch.actions import OpaqueFunction
 
 from launch import LaunchDescription
-from spot_policy.ros import bringup
+from spot_policy.ros import bringup, launch_actions
 from spot_policy.ros.launch_actions import declare, flag, node_actions, values
 from spot_policy.ros.launch_rviz import rviz
 
 ARGUMENTS = {
     "hostname": ("", "robot address (empty: hw_bridge.yaml, then $SPOT_IP)"),
-    "policy": ("spot_flat_mjx", "run folder, exported/policy.onnx, or a policy shipped in config/policies"),
     "port": ("443", "robot API port (the emulator prints its own)"),
     "ca_cert": ("", "robot CA certificate (empty: the SDK's Boston Dynamics CA; the emulator prints its ca.pem)"),
-    "teleop": (
-        "true",
-        "start teleop (cmd_vel from a gamepad, only while its dead-man is held); false: cmd_vel from elsewhere",
-    ),
-    "joy": ("false", "also start joy_node (package joy) for a gamepad"),
-    "record": ("false", "record the contract and debug topics to an MCAP bag (ros2 bag, else the recorder)"),
-    "record_dir": ("runs/bag", "bag folder when record:=true"),
-    "rviz": ("false", "start RViz2 with config/rviz/spot.rviz (where rviz2 is installed)"),
+    **launch_actions.BRINGUP_ARGUMENTS,
 }
 
 

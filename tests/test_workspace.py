@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import ast
-import re
 import shutil
 import subprocess
 import sys
@@ -132,10 +131,22 @@ def test_launch_files_are_thin_and_use_the_bringup_specs() -> None:
         assert len(path.read_text().splitlines()) < 80, f"{path.name} is not thin"
 
 
-def test_sim_launch_arguments_match_the_issue() -> None:
-    text = (ROOT / "launch" / "sim.launch.py").read_text()
-    for argument in ("policy", "backend", "realtime", "record", "gui", "joy"):
-        assert re.search(rf'"{argument}": \(', text), argument
+def dict_keys(path: Path, name: str) -> set[str]:
+    """String keys of the module-level dict literal ``name`` (``**`` merges of BRINGUP_ARGUMENTS followed)."""
+    tree = ast.parse(path.read_text())
+    node = next(n.value for n in tree.body if isinstance(n, (ast.Assign, ast.AnnAssign)) and (
+        getattr(n, "target", None) or n.targets[0]).id == name)  # fmt: skip
+    keys = {k.value for k in node.keys if isinstance(k, ast.Constant)}
+    if any(k is None for k in node.keys):  # **launch_actions.BRINGUP_ARGUMENTS
+        keys |= dict_keys(ROOT / "src/spot_policy_node/spot_policy/ros/launch_actions.py", "BRINGUP_ARGUMENTS")
+    return keys
+
+
+def test_launch_arguments_match_the_issues() -> None:
+    sim = dict_keys(ROOT / "launch" / "sim.launch.py", "ARGUMENTS")
+    assert {"policy", "backend", "realtime", "record", "gui", "joy", "teleop", "rviz"} <= sim, sim
+    robot = dict_keys(ROOT / "launch" / "robot.launch.py", "ARGUMENTS")
+    assert {"hostname", "policy", "port", "ca_cert", "joy", "teleop", "record", "rviz"} <= robot, robot
 
 
 @pytest.mark.parametrize("realtime", [True, False])

@@ -17,6 +17,15 @@ from spot_policy.ros import bringup
 
 #: name -> (default, description) of a launch file's arguments.
 Arguments = dict[str, tuple[str, str]]
+#: The arguments both bring-ups (sim.launch.py, robot.launch.py) take.
+BRINGUP_ARGUMENTS: Arguments = {
+    "policy": ("spot_flat_mjx", "run folder, exported/policy.onnx, or a policy shipped in config/policies"),
+    "teleop": ("true", "teleop: cmd_vel from a gamepad while its dead-man is held (false: cmd_vel from elsewhere)"),
+    "joy": ("false", "also start joy_node (package joy) for a gamepad"),
+    "record": ("false", "record the contract and debug topics to an MCAP bag (ros2 bag, else the recorder)"),
+    "record_dir": ("runs/bag", "bag folder when record:=true"),
+    "rviz": ("false", "start RViz2 with config/rviz/spot.rviz (where rviz2 is installed)"),
+}
 
 
 def declare(arguments: Arguments) -> list[DeclareLaunchArgument]:
