@@ -47,6 +47,9 @@ _AXES = {
     ABS_HAT0X: (6, HAT), ABS_HAT0Y: (7, HAT),
 }  # fmt: skip
 
+#: Both pads report the face buttons and bumpers with the same codes, and joy_node numbers them 0..5.
+_FACE_AND_BUMPERS = {BTN_SOUTH: 0, BTN_EAST: 1, BTN_NORTH: 2, BTN_WEST: 3, BTN_TL: 4, BTN_TR: 5}
+
 LAYOUTS: dict[str, PadLayout] = {
     # hid-playstation: cross, circle, triangle (north), square (west), L1, R1, L2, R2, share,
     # options, PS, L3, R3 -> joy_node's 0..12 (config/teleop/ps4.yaml)
@@ -54,12 +57,7 @@ LAYOUTS: dict[str, PadLayout] = {
         "ps4",
         _AXES,
         {
-            BTN_SOUTH: 0,
-            BTN_EAST: 1,
-            BTN_NORTH: 2,
-            BTN_WEST: 3,
-            BTN_TL: 4,
-            BTN_TR: 5,
+            **_FACE_AND_BUMPERS,
             BTN_TL2: 6,
             BTN_TR2: 7,
             BTN_SELECT: 8,
@@ -75,12 +73,7 @@ LAYOUTS: dict[str, PadLayout] = {
         "xbox",
         _AXES,
         {
-            BTN_SOUTH: 0,
-            BTN_EAST: 1,
-            BTN_NORTH: 2,
-            BTN_WEST: 3,
-            BTN_TL: 4,
-            BTN_TR: 5,
+            **_FACE_AND_BUMPERS,
             BTN_SELECT: 6,
             BTN_START: 7,
             BTN_MODE: 8,
