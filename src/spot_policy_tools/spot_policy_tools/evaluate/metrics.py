@@ -44,8 +44,9 @@ DEFINITIONS: dict[str, str] = {
     "power_mean_w": "mean over instants of sum over joints of |torque * joint velocity| (mechanical, both signs)",
     "cost_of_transport": f"power_mean_w / (total mass * g * mean horizontal speed); only when the mean speed "
     f">= {MOVING_SPEED_M_S} m/s",
-    "action_rate": "smoothness: mean over consecutive walk steps and joints of |a_k - a_(k-1)| of the raw policy "
-    "output (before scale and offset)",
+    "action_rate": "smoothness: mean over consecutive control steps of the walk segments (up to a fall) and "
+    "joints of |a_k - a_(k-1)|, the raw policy output's change, from the targets the bridge applied "
+    "(|target change| / action scale)",
     "joint_limit_clips": "joint_command targets (instants x joints) on a joint limit: the node clipped them",
     "command_clips": "control steps whose commanded velocity lay outside the policy's trained ranges (the node "
     "clips it to them)",
@@ -73,8 +74,7 @@ class TrialData:
     ground_under_base: np.ndarray  # (N,) terrain height under the base
     feet: np.ndarray | None  # (N, 4, 3) foot sphere centres, world
     ground_under_feet: np.ndarray | None  # (N, 4)
-    targets: np.ndarray  # (M, 12) joint_command positions, Isaac order
-    actions: np.ndarray  # (A, 12) raw policy outputs, in publish order
+    targets: np.ndarray  # (N, 12) joint targets in force at each instant (NaN before the first command)
     policy_events: list[dict[str, Any]] = field(default_factory=list)
     bridge_events: list[dict[str, Any]] = field(default_factory=list)
 
@@ -90,6 +90,7 @@ class TrialContext:
     joint_upper: np.ndarray
     ranges: Mapping[str, tuple[float, float]]
     control_dt: float
+    action_scale: np.ndarray | float = 0.2  # the policy's action scale (env.yaml), Isaac order
     fault_at_s: float | None = None  # trial time of an injected fault
 
 
@@ -194,8 +195,16 @@ def compute(data: TrialData, ctx: TrialContext) -> dict[str, Any]:
     metrics["distance_m"] = _num(float(np.linalg.norm(data.pos[-1, :2] - data.pos[0, :2])))
     del speed_xy
 
-    if len(data.actions) > 1:
-        metrics["action_rate"] = _num(float(np.mean(np.abs(np.diff(data.actions, axis=0)))))
+    walking = np.zeros(len(data.t), dtype=bool)
+    for seg in ctx.segments:
+        if seg.mode == "walk":
+            walking |= (data.t >= ctx.lead_s + seg.start_s - 1e-9) & (data.t < ctx.lead_s + seg.end_s - 1e-9)
+    if fall_t is not None:
+        walking &= data.t < fall_t
+    pairs = walking[1:] & walking[:-1] & np.all(np.isfinite(data.targets[1:] - data.targets[:-1]), axis=1)
+    if pairs.any():
+        change = np.abs(np.diff(data.targets, axis=0)[pairs]) / np.asarray(ctx.action_scale)
+        metrics["action_rate"] = _num(float(change.mean()))
     else:
         metrics["action_rate"] = None
     on_limit = (np.abs(data.targets - ctx.joint_lower) < 1e-6) | (np.abs(data.targets - ctx.joint_upper) < 1e-6)

@@ -47,6 +47,7 @@ class PolicyInfo:
     control_dt: float
     joint_lower: tuple[float, ...]
     joint_upper: tuple[float, ...]
+    action_scale: tuple[float, ...]
 
     def public(self) -> dict[str, Any]:
         return {
@@ -91,7 +92,14 @@ def policy_info(given: str, label: str) -> PolicyInfo:
         control_dt=float(spec.control_dt),
         joint_lower=tuple(float(v) for v in spec.joint_lower),
         joint_upper=tuple(float(v) for v in spec.joint_upper),
+        action_scale=_action_scale(spec),
     )
+
+
+def _action_scale(spec) -> tuple[float, ...]:
+    """The action scale per joint in the articulation (Isaac) order; joints the action leaves out: 1."""
+    scale = dict(zip(spec.action.joint_names, (float(v) for v in spec.action.scale), strict=True))
+    return tuple(scale.get(name, 1.0) for name in spec.joint_names)
 
 
 def trial_specs(
@@ -114,6 +122,7 @@ def trial_specs(
                         control_dt=info.control_dt,
                         joint_lower=info.joint_lower,
                         joint_upper=info.joint_upper,
+                        action_scale=info.action_scale,
                         keep_bag=keep_bags,
                         media=media,
                     )

@@ -56,6 +56,8 @@ GROUPS = ("tracking", "terrain", "body", "push", "sensing", "safety")
 FAULT_KINDS = ("nan", "stale")
 STALE_TOPICS = ("joint_states", "imu", "odom")
 TERRAIN_KINDS = ("flat", "slope", "rough", "steps")
+#: The shortest initial stand: one control step of a 50 Hz policy.
+FIRST_STEP_S = 0.02
 _NAME = re.compile(r"^[A-Za-z0-9_.=+\[\]-]+$")  # [key=value]: a sweep's point
 
 #: Threshold keys: (metric the verdict reads, "min" or "max", unit). Reasons: docs/EVALUATION.md.
@@ -169,9 +171,16 @@ class Scenario:
     source: str = ""
 
     @property
+    def stand_phase_s(self) -> float:
+        """The initial stand: ``stand_s``, and at least one control step (``stand_s: 0``). The node's
+        stand answers a repeated start state identically, the policy's walk would not; so every trial
+        enters the policy's control on a step the sim bridge's barrier pins down."""
+        return max(self.stand_s, FIRST_STEP_S)
+
+    @property
     def lead_s(self) -> float:
         """Sim seconds before the commands start (initial stand + zero-velocity walk)."""
-        return self.stand_s + self.settle_s
+        return self.stand_phase_s + self.settle_s
 
     def segments(self, ranges: Mapping[str, tuple[float, float]] | None = None) -> tuple[CommandSegment, ...]:
         """The commands with the grid appended, in absolute values for a policy of these ``ranges``."""

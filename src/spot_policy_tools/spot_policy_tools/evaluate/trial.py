@@ -47,6 +47,7 @@ class TrialSpec:
     control_dt: float
     joint_lower: tuple[float, ...]
     joint_upper: tuple[float, ...]
+    action_scale: tuple[float, ...] = (0.2,) * 12
     keep_bag: bool = False
     media: bool = True
     extra_bridge_params: dict[str, Any] = field(default_factory=dict)
@@ -138,9 +139,10 @@ def initial_pose(scenario: Scenario, seed: int) -> dict[str, float]:
 
 def trial_segments(scenario: Scenario, ranges: dict[str, tuple[float, float]]):
     """The whole trial's segments in trial time: initial stand, zero-velocity walk, the commands."""
-    out = [("initial_stand", "stand", 0.0, scenario.stand_s, (0.0, 0.0, 0.0))] if scenario.stand_s > 0 else []
-    if scenario.settle_s > 0 or not out:
-        out.append(("initial_walk", "walk", scenario.stand_s, scenario.settle_s, (0.0, 0.0, 0.0)))
+    stand = scenario.stand_phase_s
+    out = [("initial_stand", "stand", 0.0, stand, (0.0, 0.0, 0.0))]
+    if scenario.settle_s > 0:
+        out.append(("initial_walk", "walk", stand, scenario.settle_s, (0.0, 0.0, 0.0)))
     commands = scenario.segments(ranges)
     out += [(c.name, c.mode, scenario.lead_s + c.start_s, c.duration_s, c.cmd) for c in commands]
     return out, commands
@@ -285,6 +287,7 @@ def run_trial_once(
         joint_upper=np.asarray(spec.joint_upper),
         ranges=spec.ranges,
         control_dt=spec.control_dt,
+        action_scale=np.asarray(spec.action_scale),
         fault_at_s=fault_at,
     )
     _phase("read bag")

@@ -1,7 +1,9 @@
 """A trial's bag as arrays (:class:`~spot_policy_tools.evaluate.metrics.TrialData`), and the feet.
 
-Reads the sim bridge's ground truth (``sim_bridge/ground_truth/{odom,joint_states,joint_targets}``),
-the policy's raw actions and both nodes' event streams with the ``rosbags`` reader (no rclpy).
+Reads the sim bridge's ground truth (``sim_bridge/ground_truth/{odom,joint_states,joint_targets}``)
+and both nodes' event streams with the ``rosbags`` reader (no rclpy). The policy's raw output is
+recovered from the targets the bridge applied (target = offset + scale x action), so nothing is
+taken from the node's optional debug stream.
 Foot positions come from the base pose and joint angles through Spot's MJCF (MuJoCo forward
 kinematics, no physics); the ground under base and feet from the trial's terrain spec.
 """
@@ -25,7 +27,6 @@ TOPICS = {
     "sim_bridge/ground_truth/odom": "nav_msgs/msg/Odometry",
     "sim_bridge/ground_truth/joint_states": "sensor_msgs/msg/JointState",
     "sim_bridge/ground_truth/joint_targets": "sensor_msgs/msg/JointState",
-    "policy_node/action": "std_msgs/msg/Float32MultiArray",
     "policy_node/events": "std_msgs/msg/String",
     "sim_bridge/events": "std_msgs/msg/String",
     contract.TOPIC_DIAGNOSTICS: "diagnostic_msgs/msg/DiagnosticArray",
@@ -35,8 +36,6 @@ RECORDED = (
     *(f"{topic}:{msgtype}" for topic, msgtype in TOPICS.items()),
     f"{contract.TOPIC_CMD_VEL}:geometry_msgs/msg/Twist",
     f"{contract.TOPIC_PROFILE_SEGMENT}:std_msgs/msg/String",
-    # The policy node publishes its observation/action stream only while its step record is recorded.
-    "policy_node/step:std_msgs/msg/Int64MultiArray",
 )
 FEET = ("fl_foot", "fr_foot", "hl_foot", "hr_foot")
 
@@ -61,8 +60,7 @@ def read_bag(bag: Path) -> dict[str, Any]:
     store = default_typestore()
     odom: dict[int, tuple] = {}
     joints: dict[int, tuple] = {}
-    targets: list[np.ndarray] = []
-    actions: list[np.ndarray] = []
+    targets: dict[int, np.ndarray] = {}
     policy_events: list[dict] = []
     bridge_events: list[dict] = []
     timing: dict[str, str] = {}
@@ -97,9 +95,7 @@ def read_bag(bag: Path) -> dict[str, Any]:
                     _by_name(names, msg.effort),
                 )
             elif topic.endswith("ground_truth/joint_targets"):
-                targets.append(_by_name(list(msg.name), msg.position))
-            elif topic == "policy_node/action":
-                actions.append(np.asarray(msg.data, dtype=np.float64))
+                targets[_stamp_ns(msg.header)] = _by_name(list(msg.name), msg.position)
             elif topic.endswith("events"):
                 try:
                     record = json.loads(msg.data)
@@ -119,8 +115,8 @@ def read_bag(bag: Path) -> dict[str, Any]:
         "q": np.array([joints[s][0] for s in stamps]),
         "dq": np.array([joints[s][1] for s in stamps]),
         "tau": np.array([joints[s][2] for s in stamps]),
-        "targets": np.array(targets).reshape(-1, 12),
-        "actions": np.array(actions).reshape(-1, actions[0].size if actions else 12),
+        # The targets in force at each instant (none before the first command).
+        "targets": np.array([targets.get(s, np.full(12, np.nan)) for s in stamps]),
         "policy_events": [e for e in policy_events if e.get("event") == "log"],
         "bridge_events": bridge_events,
         "timing": timing,
@@ -178,7 +174,6 @@ def trial_data(bag: Path, terrain: TerrainSpec, kinematics: FootKinematics | Non
         feet=feet,
         ground_under_feet=under_feet,
         targets=raw["targets"],
-        actions=raw["actions"],
         policy_events=raw["policy_events"],
         bridge_events=raw["bridge_events"],
     )
