@@ -50,18 +50,85 @@ def make(spec: PolicySpec, action=None, **config) -> tuple[PolicyController, Scr
 
 def test_idle_publishes_nothing_and_stand_interpolates(spec: PolicySpec) -> None:
     c, _, _ = make(spec, stand_duration_s=1.0)
-    start = spec.default_joint_pos + 0.3
+    start = spec.default_joint_pos + 0.15  # within stand_hold_beyond_rad (0.2) of the default pose
     feed(c, 0.0, start)
     assert c.step(0.0) is None
     ok, _ = c.request(Mode.STAND, 0.0)
     assert ok and c.mode is Mode.STAND
     feed(c, 0.5, start)
     half = c.step(0.5)
-    np.testing.assert_allclose(half.positions, np.clip(start - 0.15, spec.joint_lower, spec.joint_upper))
+    np.testing.assert_allclose(half.positions, np.clip(start - 0.075, spec.joint_lower, spec.joint_upper))
     feed(c, 1.5, start)
     np.testing.assert_allclose(c.step(1.5).positions, spec.default_joint_pos)
     # Names come back as the bridge sent them (SDK spelling kept, articulation order).
     assert c.step(1.5).names == tuple(contract.ISAAC_JOINT_ORDER)
+
+
+#: Spot's own stand (a real robot's record, as the emulator stands) and the knee torque it carries.
+SPOT_STAND = np.array([0.0138, -0.0138, 0.0138, -0.0138, 0.7961, 0.7961, 0.7961, 0.7961, *[-1.5724] * 4])
+SPOT_STAND_LOAD = np.array([-1.0, 1.0, -1.0, 1.0, 8.0, 8.0, 2.3, 2.3, 16.9, 16.9, 22.0, 22.0])
+
+
+def test_stand_from_idle_far_from_the_default_pose_holds_where_the_robot_stands(spec: PolicySpec) -> None:
+    """Taking over Spot's own stand (hind hy 0.3 rad from the default pose): the first target is q* and
+    the stand holds it, however long; a second stand request changes nothing."""
+    c, _, events = make(spec, stand_duration_s=1.0)
+    dq = np.zeros(12)
+    c.joint_state(contract.ISAAC_JOINT_ORDER, SPOT_STAND, dq, 0.0, 0.0, SPOT_STAND_LOAD)
+    c.imu([0, 0, 0, 1.0], [0, 0, 0], 0.0, stamp=0.0)
+    c.odom([0, 0, 0], 0.0, stamp=0.0)
+    assert c.request(Mode.STAND, 0.0) == (True, "standing")
+    q_star = np.clip(SPOT_STAND + SPOT_STAND_LOAD / 60.0, spec.joint_lower, spec.joint_upper)
+    first = c.step(0.0).positions
+    np.testing.assert_allclose(first, q_star, atol=1e-12)  # the documented starting rule, exactly
+    assert np.max(np.abs(first - SPOT_STAND)) <= 22.0 / 60.0 + 1e-9  # the load it carries, no more
+    assert "holding the pose the robot is in" in events[-1][1] and "0.29 rad from the default pose" in events[-1][1]
+    for t in (0.5, 1.0, 3.0):
+        c.joint_state(contract.ISAAC_JOINT_ORDER, SPOT_STAND, dq, t, t, SPOT_STAND_LOAD)
+        np.testing.assert_allclose(c.step(t).positions, q_star)
+    assert c.request(Mode.STAND, 3.0) == (True, "standing")
+    np.testing.assert_allclose(c.step(3.0).positions, q_star)
+
+
+def test_stand_from_walk_moves_to_the_default_pose_even_from_far(spec: PolicySpec) -> None:
+    raw = np.full(12, 1.5)  # 0.3 rad from the default pose at scale 0.2
+    c, _, _ = make(spec, raw, stand_duration_s=1.0, soft_start_s=0.0)
+    feed(c, 0.0)
+    c.cmd_vel(0.0, 0.0, 0.0, 0.0)
+    assert c.request(Mode.WALK, 0.0)[0]
+    last = c.step(0.0).positions
+    tau = (last - spec.default_joint_pos) * 60.0  # the PD torque of the policy's target
+    c.joint_state(contract.ISAAC_JOINT_ORDER, spec.default_joint_pos, np.zeros(12), DT, DT, tau)
+    assert c.request(Mode.STAND, DT)[0]
+    np.testing.assert_allclose(c.step(DT).positions, last, atol=1e-9)  # from the policy's own target
+    feed(c, DT + 1.0)
+    np.testing.assert_allclose(c.step(DT + 1.0).positions, spec.default_joint_pos)
+
+
+def test_walk_soft_start_blends_from_the_hand_over_target_to_the_policy(spec: PolicySpec) -> None:
+    """From a held stand, step k of N publishes from + k/N (policy - from): no jump at the hand-over."""
+    raw = np.linspace(-1, 1, 12)
+    c, _, _ = make(spec, raw, stand_duration_s=1.0, soft_start_s=0.1)  # 5 steps
+    c.joint_state(contract.ISAAC_JOINT_ORDER, SPOT_STAND, np.zeros(12), 0.0, 0.0, SPOT_STAND_LOAD)
+    c.imu([0, 0, 0, 1.0], [0, 0, 0], 0.0, stamp=0.0)
+    c.odom([0, 0, 0], 0.0, stamp=0.0)
+    c.cmd_vel(0.0, 0.0, 0.0, 0.0)
+    assert c.request(Mode.STAND, 0.0)[0]
+    held = c.step(0.0).positions
+    assert c.request(Mode.WALK, DT)[0]
+    policy = np.clip(spec.default_joint_pos + 0.2 * raw, spec.joint_lower, spec.joint_upper)
+    outputs = [held]
+    for k in range(1, 8):
+        t = k * DT
+        c.joint_state(contract.ISAAC_JOINT_ORDER, SPOT_STAND, np.zeros(12), t, t, SPOT_STAND_LOAD)
+        c.imu([0, 0, 0, 1.0], [0, 0, 0], t, stamp=t)
+        c.odom([0, 0, 0], t, stamp=t)
+        c.cmd_vel(0.0, 0.0, 0.0, t)
+        out = c.step(t).positions
+        np.testing.assert_allclose(out, held + min(1.0, k / 5) * (policy - held), atol=1e-9)
+        outputs.append(out)
+    steps = np.abs(np.diff(np.array(outputs), axis=0)).max(axis=1)
+    assert steps[:5].max() <= np.abs(policy - held).max() / 5 + 1e-9 and steps[5:].max() < 1e-9
 
 
 def test_names_received_are_names_published(spec: PolicySpec) -> None:

@@ -1,19 +1,35 @@
 """The emulated robot's body: MuJoCo Spot (the sim bridge's model) run by the robot's own controllers.
 
-What the API services ask of the robot happens here, in real time, on a physics thread:
+What the API services ask of the robot happens here, on a physics thread paced to real time:
 
 - motors off: a weak hold of the legs where they were (back-driven gearboxes);
-- power on, stand, sit, safe power-off: the robot's own joint-space motions with its own holding
-  gains (Spot's SDK defaults, hx 624/5.2, hy 936/5.2, kn 286/2.04 N·m/rad, N·m·s/rad);
-- joint control: PD on the streamed targets with the streamed gains (``k_q_p``, ``k_qd_p``; the
-  first message sets them, later ones may omit them). A command arriving after its ``end_time``
-  is ignored; when the newest command's ``end_time`` passes, joint control ends and the robot
-  stands on its own (the emulator's stand-in for the robot's safety behaviour). Feed-forward
-  ``load`` and ``velocity`` targets are accepted and ignored (the bridge sends zeros);
+- power on, stand, sit, safe power-off: the robot's own controller with Spot's SDK default gains
+  (hx 624/5.2, hy 936/5.2, kn 286/2.04 N·m/rad, N·m·s/rad) and a joint damping of its own
+  (:data:`OWN_DAMPING`, integrated implicitly by MuJoCo), so a standing Spot is at rest and its
+  joint loads are steady. It stands in Spot's own posture at the stand command's body height and
+  orientation, and moves its feet on straight lines (:mod:`.posture`), so a stand-up does not drag
+  the feet into friction preloads;
+- joint control: PD on the streamed targets with the streamed gains (``k_q_p``, ``k_qd_p``; the first
+  message sets them, later ones may omit them); no damping of the robot's own. Feed-forward
+  ``load`` and ``velocity`` are accepted and ignored (the bridge sends zeros);
 - E-Stop: motor power cut at once.
 
-State snapshots are taken at ``state_rate_hz`` (Spot streams about 333 Hz) and handed to the
-state stream with an optional added latency. Joint arrays here are in Isaac order (MujocoSpot's);
+Joint loads (``load`` in the state) are the torques the controller in charge applies, N·m about each
+joint's axis: what Boston Dynamics documents as the measured load (spot-sdk v5.1.4
+``docs/concepts/joint_control/README.md:73``).
+
+Timing. Every command is stamped with its arrival time when the RPC thread receives it, before any
+lock (the physics thread may hold the body's lock while it catches up). Each physics step has its
+own robot-clock time; a step applies every command that arrived by then and only then judges
+whether the command in force has expired, so a command that arrived before the previous one's
+``end_time`` always counts. A command that arrives after its own ``end_time`` is refused and the
+stream ends with ``STATUS_EXPIRED``, which is what that status means (spot-sdk
+``protos/bosdyn/api/robot_command.proto:207``). When the command in force expires with no newer one
+(``end_time`` passed), :class:`ExpiryMode` decides; see there.
+
+When the physics thread wakes late (this machine stalled it), it steps every missed step back to
+back at its own time, so no state sample is lost and the stream's rate stays at ~333 Hz; each
+stall over :data:`STALL_REPORT_S` is reported. Joint arrays here are in Isaac order (MujocoSpot's);
 the services convert to the SDK order by name.
 """
 
@@ -29,6 +45,7 @@ from enum import Enum
 
 import numpy as np
 
+from spot_hw_bridge.emulator.posture import BodyOffset, LegKinematics
 from spot_policy.core import contract
 
 ISAAC = contract.ISAAC_JOINT_ORDER
@@ -39,27 +56,27 @@ ISAAC_FROM_SDK = np.array(contract.index_map(SDK, ISAAC), dtype=np.intp)
 _GAINS = {"hx": (624.0, 5.20), "hy": (936.0, 5.20), "kn": (286.0, 2.04)}
 ROBOT_KP = np.array([_GAINS[n.split("_")[1]][0] for n in ISAAC])
 ROBOT_KD = np.array([_GAINS[n.split("_")[1]][1] for n in ISAAC])
+#: The robot's own controller damps its joints this much more (N·m·s/rad, implicit in MuJoCo): with
+#: the SDK gains alone a standing Spot rocks fore and aft for seconds (a lightly damped mode of the
+#: stiff stance), and its joint loads swing by ±15 N·m, which a robot standing still does not show.
+OWN_DAMPING = 20.0
 #: Motors off: the back-driven gearboxes hold the legs loosely where they were (a weak PD on the
-#: pose at power-off). With free joints the folded legs would splay under the resting body and the
-#: stand-up would drag the feet back in, leaving friction preloads that a kp-60 policy then meets.
+#: pose at power-off). With free joints the folded legs would splay under the resting body.
 OFF_KP, OFF_KD = 30.0, 2.0
-
-#: The robot's own stand: the Isaac Lab default (nominal) pose, so a policy takes over where it
-#: starts in simulation. (A real Spot's own stand posture differs.)
-STAND_POSE: dict[str, float] = {
-    **{f"{leg}_hx": (0.1 if leg.endswith("l") else -0.1) for leg in contract.LEGS},
-    **{f"{leg}_hy": (0.9 if leg.startswith("f") else 1.1) for leg in contract.LEGS},
-    **{f"{leg}_kn": -1.5 for leg in contract.LEGS},
-}
-SIT_POSE: dict[str, float] = {
-    **{f"{leg}_hx": (0.1 if leg.endswith("l") else -0.1) for leg in contract.LEGS},
-    **{f"{leg}_hy": (1.7 if leg.startswith("f") else 1.75) for leg in contract.LEGS},
-    **{f"{leg}_kn": -2.7 for leg in contract.LEGS},
-}
-MOTION_S = 1.0  # stand up / sit down duration
+MOTION_S = 1.5  # stand up / sit down duration
+#: After a stand motion the robot settles onto its feet where they are (their slip is not fought).
+SETTLE_S = 0.3
 POWER_ON_S = 0.3
-#: After activation without any command yet, the robot holds its pose this long before giving up.
+#: After activation without any command yet, the robot holds its pose this long before standing.
 FIRST_COMMAND_GRACE_NS = 500_000_000
+#: A physics wake-up this late is reported as a stall of the emulator (its own machine).
+STALL_REPORT_S = 0.03
+#: The physics thread catches up this many missed steps at most (1 s); beyond, they are dropped.
+MAX_CATCH_UP_STEPS = 500
+#: Steps are stamped on their schedule; one this far off the robot clock re-anchors the schedule.
+RESYNC_NS = 50_000_000
+
+Report = Callable[[str, str], None]  # (kind, message): one line each, counted by kind
 
 
 class Behaviour(str, Enum):
@@ -72,11 +89,35 @@ class Behaviour(str, Enum):
     JOINT = "joint_control"
 
 
-@dataclass
+class ExpiryMode(str, Enum):
+    """What the robot does when the joint command in force reaches its ``end_time`` with no newer one.
+
+    Boston Dynamics documents only that ``end_time`` is when "the command will stop executing" (to
+    prevent runaway commands: spot-sdk ``protos/bosdyn/api/basic_command.proto:600-603``) and that
+    ``STATUS_EXPIRED`` means a command *arrived* after its ``end_time``
+    (``protos/bosdyn/api/robot_command.proto:207``). Their RL Researcher Kit says that when joint
+    commands stop "robot will revert to bosdyns standing controller" (github
+    boston-dynamics/spot-rl-example ``python/spot/spot.py:124-125``).
+
+    ``STAND`` (default, the emulator's reading of those sources): the robot's standing controller
+    takes over at once, the stream stays open and joint control stays active; the next command that
+    arrives in time resumes it. ``END``: joint control ends there, the robot stands, and the open
+    stream is answered ``STATUS_EXPIRED`` at its next message (a new ``joint_command`` activation is
+    needed). Neither is confirmed on a real Spot.
+    """
+
+    STAND = "stand"
+    END = "end"
+
+
+@dataclass(frozen=True)
 class JointTarget:
     q: np.ndarray  # Isaac order
+    kp: np.ndarray | None  # Isaac order; None: keep the gains in force
+    kd: np.ndarray | None
     end_ns: int  # robot clock
     key: int
+    arrival_ns: int  # robot clock, when the robot received it
 
 
 @dataclass(frozen=True)
@@ -88,13 +129,15 @@ class Snapshot:
     ready_at: float  # time.monotonic() at which it may be sent (added latency)
     q: np.ndarray
     dq: np.ndarray
-    tau: np.ndarray
+    tau: np.ndarray  # the torque the controller in charge applies (the robot's "load")
     position: np.ndarray  # odom = world
     quat_wxyz: np.ndarray
     lin_vel_odom: np.ndarray
     ang_vel_odom: np.ndarray
     acc_body: np.ndarray  # acceleration relative to odom, in the body (= IMU link) frame
     ang_vel_body: np.ndarray
+    contacts: tuple[bool, ...]  # per foot, fl fr hl hr: touching the ground
+    feet_body: np.ndarray  # (4, 3) each foot's sole (lowest point) in the body frame
     last_key: int
     last_received_ns: int
     motor_power_on: bool
@@ -115,11 +158,21 @@ def _smooth(a: float) -> float:
 class RobotBody:
     """Spot's body and controllers; every method is thread-safe (one lock, held per physics step)."""
 
-    def __init__(self, robot_clock_ns: Callable[[], int], state_rate_hz: float = 333.0, physics_dt: float = 0.002):
+    def __init__(
+        self,
+        robot_clock_ns: Callable[[], int],
+        state_rate_hz: float = 333.0,
+        physics_dt: float = 0.002,
+        expiry: ExpiryMode = ExpiryMode.STAND,
+        report: Report | None = None,
+    ) -> None:
         from spot_sim_bridge.backends.mujoco import MujocoSpot
 
         self.clock_ns = robot_clock_ns
+        self.expiry = ExpiryMode(expiry)
+        self.report: Report = report or (lambda kind, message: None)
         self.backend = MujocoSpot(physics_dt=physics_dt)
+        self.kinematics = LegKinematics(self.backend.mj_model)
         self.physics_dt = physics_dt
         self.state_period_steps = max(1.0, 1.0 / (state_rate_hz * physics_dt))
         self.lock = threading.RLock()
@@ -130,8 +183,19 @@ class RobotBody:
             "joint_commands": 0,
             "joint_commands_expired_on_arrival": 0,
             "joint_control_expiries": 0,
+            "joint_control_resumes": 0,
             "state_snapshots": 0,
+            "stalls": 0,
+            "dropped_steps": 0,
         }
+        self.longest_stall_s = 0.0
+        model = self.backend.mj_model
+        self._dofs = np.array([model.joint(n).dofadr[0] for n in ISAAC], dtype=np.intp)
+        self._foot_geoms = self.kinematics.foot_geoms
+        self._foot_radius = self.kinematics.foot_radius
+        self._damping = np.zeros(len(ISAAC))
+        self._sit_q = self.kinematics.sit_pose()
+        self._arrival_lock = threading.Lock()  # stamping + queueing a command is one step
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.on_joint_end: Callable[[str, str], None] = lambda status, message: None
@@ -141,17 +205,22 @@ class RobotBody:
     def reset(self) -> None:
         """Sitting on the floor, motors off, no commands."""
         with self.lock:
-            self.backend.reset(SIT_POSE)
+            self.backend.reset(dict(zip(ISAAC, self._sit_q.tolist(), strict=True)))
             self.behaviour = Behaviour.OFF
+            self._motors_off()
+            self.backend.step(round(1.0 / self.physics_dt))  # settle on the floor before anyone looks
             self._motors_off()
             self._steps = 0
             self._dt_ns = round(self.physics_dt * 1e9)
-            self._step_time_ns = self.clock_ns()
             self._last_stamp_ns = 0
             self._next_state = 0.0
-            self._motion: tuple[np.ndarray, np.ndarray, int, int] | None = None
+            self._motion: tuple[np.ndarray, int, int] | None = None  # (path, first step, steps)
+            self._settle_after = False
+            self._last_motion_target = self._sit_q.copy()
             self._power_on_at: int | None = None
             self._off_after_motion = False
+            self.stand_offset = BodyOffset()
+            self._stand_q, _ = self.kinematics.stand_pose(self.stand_offset)
             self.commands: dict[int, CommandRecord] = {}
             self.current_command = 0
             self._next_id = 1
@@ -159,13 +228,15 @@ class RobotBody:
             self._joint_kp = ROBOT_KP.copy()
             self._joint_kd = ROBOT_KD.copy()
             self._joint_deadline_ns = 0
+            self._lapsed_at: int | None = None  # robot time joint control lapsed onto the robot's stand
             self._applied_key = -1
             self.last_key = 0
             self.last_received_ns = 0
-            self._arriving: deque[tuple] = deque()
+            with self._arrival_lock:
+                self._arriving: deque[JointTarget] = deque()
             self.snapshots: deque[Snapshot] = deque(maxlen=512)  # the stream sends each, in order
             self._seq = 0
-            self._snapshot_now()
+            self._snapshot_now(self.clock_ns())
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._run, name="spot_emulator_physics", daemon=True)
@@ -190,6 +261,16 @@ class RobotBody:
         return self.behaviour in (Behaviour.SIT, Behaviour.SAFE_POWER_OFF, Behaviour.OFF) and self._motion is None
 
     @property
+    def joint_lapsed(self) -> bool:
+        """In joint control, but standing on its own: the last command expired (ExpiryMode.STAND)."""
+        return self.behaviour is Behaviour.JOINT and self._lapsed_at is not None
+
+    @property
+    def stand_pose(self) -> np.ndarray:
+        """The joint angles the robot's own stand holds now (Isaac order)."""
+        return self._stand_q.copy()
+
+    @property
     def joint_gains(self) -> tuple[np.ndarray, np.ndarray]:
         """(kp, kd) of joint control in SDK order: the last ones a stream sent, else the robot's own."""
         with self.lock:
@@ -202,48 +283,85 @@ class RobotBody:
     def note(self, what: str) -> None:
         self.events.append((time.monotonic(), what))
 
+    def _tell(self, kind: str, what: str, detail: str = "") -> None:
+        """An event: noted (``what``) and reported as one line of ``kind``."""
+        self.note(what)
+        self.report(kind, detail or what)
+
     # ------------------------------------------------------------------ what the services ask
     def power_on(self) -> None:
         with self.lock:
             if self.behaviour is Behaviour.OFF:
                 self.behaviour = Behaviour.POWERING_ON
                 self._power_on_at = self._steps + round(POWER_ON_S / self.physics_dt)
-                self.note("power on")
+                self._tell("power", "power on", f"power on requested: motor power on in {POWER_ON_S:g} s")
 
     def cut_power(self, why: str) -> None:
         """Motors off now (E-Stop cut, power off request)."""
         with self.lock:
-            was_joint = self.behaviour is Behaviour.JOINT
+            was = self.behaviour
             self.behaviour = Behaviour.OFF
             self._motion = None
             self._power_on_at = None
+            self._lapsed_at = None
             self._motors_off()
             self._supersede(why)
-            self.note(f"motor power cut: {why}")
-        if was_joint:
+            if was is not Behaviour.OFF:
+                self._tell("power", f"motor power cut: {why}", f"motor power cut ({why}): the legs go limp")
+        if was is Behaviour.JOINT:
             self.on_joint_end("STATUS_INACTIVE", f"joint control ended: motor power cut ({why})")
 
-    def command(self, kind: str) -> int:
-        """A full-body or mobility command (stand, sit, safe_power_off, joint); returns its id."""
+    def command(self, kind: str, offset: BodyOffset | None = None) -> int:
+        """A full-body or mobility command (stand, sit, safe_power_off, joint); returns its id.
+
+        ``offset``: a stand's body height and orientation (``mobility_params``), saturated to what
+        the legs reach. The foot path is planned here, on the caller's thread, before the lock.
+        """
+        path = None
+        reached = self.stand_offset
+        if kind != "joint":
+            if kind == "stand":
+                requested = (offset or BodyOffset()).saturated()
+                goal, reached = self.kinematics.stand_pose(requested)
+                if offset is not None and reached != offset:
+                    asked, got = offset.describe(), reached.describe()
+                    self.report("command", f"stand: body offset ({asked}) saturated to ({got})")
+            else:
+                goal = self._sit_q
+            path = self.kinematics.foot_path(self.snapshot.q, goal)
         with self.lock:
             was_joint = self.behaviour is Behaviour.JOINT
             self._supersede(f"superseded by a {kind} command")
             command_id = self._next_id
             self._next_id += 1
-            self.commands[command_id] = CommandRecord(kind, self.clock_ns())
+            now = self.clock_ns()
+            self.commands[command_id] = CommandRecord(kind, now)
             self.current_command = command_id
             self.note(f"{kind} command")
             if kind == "joint":
                 self.behaviour = Behaviour.JOINT
-                self._joint_deadline_ns = self.clock_ns() + FIRST_COMMAND_GRACE_NS
-                if self._target is None or self._target.end_ns <= self.clock_ns():
-                    self._target = JointTarget(self.backend.state().q, self._joint_deadline_ns, 0)
+                self._lapsed_at = None
+                self._motion = None
+                target = self._target
+                if target is None or target.end_ns <= now:
+                    # Nothing in force yet: hold the pose until the first command (or the grace ends).
+                    self._target = JointTarget(self.backend.state().q, None, None, now + FIRST_COMMAND_GRACE_NS, 0, now)
+                self._joint_deadline_ns = self._target.end_ns
                 self._applied_key = -1
+                self.report("joint", "joint control activated: the robot follows the streamed commands")
             else:
-                goal = STAND_POSE if kind == "stand" else SIT_POSE
+                if kind == "stand":
+                    self.stand_offset, self._stand_q = reached, path[-1].copy()
                 self.behaviour = {"stand": Behaviour.STAND, "sit": Behaviour.SIT}.get(kind, Behaviour.SAFE_POWER_OFF)
-                self._start_motion(goal)
+                path[0] = self.backend.state().q  # the legs moved a little while the path was planned
+                self._start_motion(path, settle=kind == "stand")
                 self._off_after_motion = kind == "safe_power_off"
+                if kind == "safe_power_off":
+                    self.report("power", "safe power-off: sitting down, then motor power off")
+                elif kind == "stand":
+                    self.report("command", f"stand ({self.stand_offset.describe()})")
+                else:
+                    self.report("command", "sit")
         if was_joint and kind != "joint":
             self.on_joint_end("STATUS_INACTIVE", f"joint control ended: superseded by a {kind} command")
         return command_id
@@ -254,27 +372,27 @@ class RobotBody:
             self._joint_kp, self._joint_kd = ROBOT_KP.copy(), ROBOT_KD.copy()
             self._applied_key = -1
 
-    def joint_command(self, q_sdk: np.ndarray, kp_sdk, kd_sdk, end_ns: int, key: int, delay_ns: int = 0) -> None:
-        """One streamed command; it reaches the robot ``delay_ns`` from now (added latency)."""
-        with self.lock:
-            item = (self.clock_ns() + int(delay_ns), q_sdk, kp_sdk, kd_sdk, int(end_ns), int(key))
-            if delay_ns > 0:
-                self._arriving.append(item)
-            else:
-                self._arrive(*item)
+    def joint_command(self, q_sdk: np.ndarray, kp_sdk, kd_sdk, end_ns: int, key: int, delay_ns: int = 0) -> str:
+        """One streamed command, received now; it reaches the robot ``delay_ns`` later (added latency).
 
-    def _arrive(self, now: int, q_sdk, kp_sdk, kd_sdk, end_ns: int, key: int) -> None:
-        """A command arrives (lock held): ignored if already past its end_time, else the newest target."""
-        self.last_key, self.last_received_ns = key, now
-        if end_ns <= now:
+        Returns "" when accepted, else why the robot refuses it: it arrives after its own
+        ``end_time`` (the stream then ends ``STATUS_EXPIRED``). Never waits for the body's lock.
+        """
+        kp = None if kp_sdk is None else np.asarray(kp_sdk, dtype=np.float64)[ISAAC_FROM_SDK]
+        kd = None if kd_sdk is None else np.asarray(kd_sdk, dtype=np.float64)[ISAAC_FROM_SDK]
+        q = np.asarray(q_sdk, dtype=np.float64)[ISAAC_FROM_SDK]
+        with self._arrival_lock:
+            arrival = self.clock_ns() + int(delay_ns)
+            late = arrival >= end_ns
+            if not late:
+                self._arriving.append(JointTarget(q, kp, kd, int(end_ns), int(key), arrival))
+        if late:
             self.counters["joint_commands_expired_on_arrival"] += 1
-            return
-        self.counters["joint_commands"] += 1
-        if kp_sdk is not None:
-            self._joint_kp = np.asarray(kp_sdk, dtype=np.float64)[ISAAC_FROM_SDK]
-            self._joint_kd = np.asarray(kd_sdk, dtype=np.float64)[ISAAC_FROM_SDK]
-            self._applied_key = -1
-        self._target = JointTarget(np.asarray(q_sdk, dtype=np.float64)[ISAAC_FROM_SDK], end_ns, key)
+            why = f"joint command {key} arrived {(arrival - end_ns) * 1e-6:.1f} ms after its end_time"
+            what = f"{why}: the robot ends the stream (STATUS_EXPIRED)"
+            self._tell("expiry", "joint command expired on arrival", what)
+            return why
+        return ""
 
     def feedback(self, command_id: int) -> tuple[str, str]:
         """(overall status, command-specific status) names for RobotCommandFeedback."""
@@ -295,83 +413,189 @@ class RobotBody:
                 return "STATUS_PROCESSING", "STATUS_ACTIVE"
             return "STATUS_COMMAND_TIMED_OUT", "STATUS_ERROR"
 
-    # ------------------------------------------------------------------ physics thread
+    # ------------------------------------------------------------------ physics
+    def advance(self, steps: int, now_ns: int) -> None:
+        """Run ``steps`` physics steps back to back, the last one at robot time ``now_ns`` (each step at
+        its own time, ``physics_dt`` apart). The physics thread calls this; tests call it with a
+        clock of their own instead of starting the thread."""
+        for i in range(steps):
+            t_ns = now_ns - (steps - 1 - i) * self._dt_ns
+            with self.lock:
+                ended = self._step(t_ns)
+                snap = self._steps >= self._next_state
+                if snap:
+                    self._next_state += self.state_period_steps
+                    if self._next_state <= self._steps:
+                        self._next_state = self._steps + self.state_period_steps
+                    self._snapshot_now(t_ns)
+            if ended is not None:
+                self.on_joint_end(*ended)
+            if snap:
+                with self.snapshot_ready:
+                    self.snapshot_ready.notify_all()
+
     def _run(self) -> None:
         from spot_sim_bridge.core.bridge import RealtimePacer
 
-        pacer = RealtimePacer(self.physics_dt)
+        pacer = RealtimePacer(self.physics_dt, max_catch_up=MAX_CATCH_UP_STEPS)
+        dt = self._dt_ns
+        next_ns = self.clock_ns() + dt  # the robot time of the next step: steps keep their schedule
         while not self._stop.is_set():
+            dropped = pacer.dropped_steps
             due = pacer.wait()
-            # Physics runs in bursts when this thread wakes late: step i of the burst belongs to its
-            # own 2 ms slot, so the samples' acquisition stamps stay 2-4 ms apart as the samples are.
-            wake_ns = self.clock_ns()
-            for i in range(due):
-                ended = None
-                with self.lock:
-                    self._step_time_ns = wake_ns - (due - 1 - i) * self._dt_ns
-                    ended = self._control()
-                    self.backend.step(1)
-                    self._steps += 1
-                    snap = self._steps >= self._next_state
-                    if snap:
-                        self._next_state += self.state_period_steps
-                        if self._next_state <= self._steps:
-                            self._next_state = self._steps + self.state_period_steps
-                        self._snapshot_now()
-                if ended is not None:
-                    self.on_joint_end(*ended)
-                if snap:
-                    with self.snapshot_ready:
-                        self.snapshot_ready.notify_all()
-
-    def _control(self) -> tuple[str, str] | None:
-        """The robot's controller for this physics step (lock held); a joint-control end to report."""
-        if self._arriving:
+            dropped = pacer.dropped_steps - dropped
+            next_ns += dropped * dt
+            last_ns = next_ns + (due - 1) * dt
             now = self.clock_ns()
-            while self._arriving and self._arriving[0][0] <= now:
-                self._arrive(*self._arriving.popleft())
+            if abs(now - last_ns) > RESYNC_NS:  # the robot clock was set (or the schedule drifted): follow it
+                next_ns, last_ns = now - (due - 1) * dt, now
+            self.advance(due, last_ns)
+            next_ns += due * dt
+            late_s = (due - 1) * self.physics_dt
+            if late_s >= STALL_REPORT_S or dropped:
+                self._stalled(late_s, dropped)
+
+    def _stalled(self, late_s: float, dropped: int) -> None:
+        self.counters["stalls"] += 1
+        self.counters["dropped_steps"] += dropped
+        self.longest_stall_s = max(self.longest_stall_s, late_s + dropped * self.physics_dt)
+        if dropped:
+            detail = (
+                f"the emulator froze {(late_s + dropped * self.physics_dt) * 1e3:.0f} ms (its machine): "
+                f"{dropped} physics steps dropped, the body's time ran slow"
+            )
+        else:
+            detail = (
+                f"the emulator stalled {late_s * 1e3:.0f} ms (its machine): physics caught up "
+                f"{round(late_s / self.physics_dt)} steps, every state sample kept"
+            )
+        self._tell("stall", "stall", detail)
+
+    def _step(self, t_ns: int) -> tuple[str, str] | None:
+        """One physics step at robot time ``t_ns`` (lock held); a joint-control end to report."""
+        self._take_arrivals(t_ns)
+        ended = self._control(t_ns)
+        self.backend.step(1)
+        self._steps += 1
+        return ended
+
+    def _take_arrivals(self, t_ns: int) -> None:
+        """Every command that arrived by ``t_ns`` takes effect, in arrival order."""
+        with self._arrival_lock:
+            arrived = []
+            while self._arriving and self._arriving[0].arrival_ns <= t_ns:
+                arrived.append(self._arriving.popleft())
+        for target in arrived:
+            self.last_key, self.last_received_ns = target.key, target.arrival_ns
+            self.counters["joint_commands"] += 1
+            if target.kp is not None and target.kd is not None:
+                self._joint_kp, self._joint_kd = target.kp, target.kd
+                self._applied_key = -1
+            self._target = target
+            if self.behaviour is Behaviour.JOINT:
+                self._joint_deadline_ns = target.end_ns
+                if self._lapsed_at is not None and target.end_ns > t_ns:
+                    self._resume(t_ns)
+
+    def _resume(self, t_ns: int) -> None:
+        lapse_ms = (t_ns - (self._lapsed_at or t_ns)) * 1e-6
+        self._lapsed_at = None
+        self._motion = None
+        self._applied_key = -1
+        self.counters["joint_control_resumes"] += 1
+        self._tell(
+            "joint", "joint control resumed", f"joint control resumed after {lapse_ms:.0f} ms on the robot's own stand"
+        )
+
+    def _control(self, t_ns: int) -> tuple[str, str] | None:
+        """The robot's controller for the step at ``t_ns`` (lock held); a joint-control end to report."""
         b = self.behaviour
         if b is Behaviour.POWERING_ON and self._power_on_at is not None and self._steps >= self._power_on_at:
             q = self.backend.state().q
             self.behaviour = Behaviour.HOLD
             self._power_on_at = None
-            self._set_gains(ROBOT_KP, ROBOT_KD)
+            self._own_control()
             self.backend.set_targets(q)
-            self.note("motor power on")
-        elif b is Behaviour.JOINT:
-            now = self.clock_ns()
+            self._tell("power", "motor power on", "motor power on: holding the legs where they are")
+        elif b is Behaviour.JOINT and self._lapsed_at is None:
+            if t_ns > self._joint_deadline_ns:
+                return self._expired(t_ns)
             target = self._target
-            if target is None or now > max(target.end_ns, self._joint_deadline_ns if target.key == 0 else 0):
-                self.counters["joint_control_expiries"] += 1
-                record = self.commands.get(self.current_command)
-                if record is not None:
-                    record.outcome = "end_time passed without a newer joint command"
-                self.behaviour = Behaviour.STAND
-                self._start_motion(STAND_POSE)
-                self.note("joint control expired: robot stands on its own")
-                return "STATUS_EXPIRED", "joint command expired: end_time passed without a newer command"
-            if target.key != self._applied_key:
+            if target is not None and target.key != self._applied_key:
                 self._applied_key = target.key
-                self._set_gains(self._joint_kp, self._joint_kd)
+                self._client_control(self._joint_kp, self._joint_kd)
                 self.backend.set_targets(target.q)
-        elif self._motion is not None:
-            start, goal, t0, n = self._motion
-            a = (self._steps - t0 + 1) / n
-            self.backend.set_targets(start + (goal - start) * _smooth(a))
-            if a >= 1.0:
-                self._motion = None
-                if self._off_after_motion:
-                    self._off_after_motion = False
-                    self.behaviour = Behaviour.OFF
-                    self._motors_off()
-                    self.note("safely powered off")
+            return None
+        self._follow_motion()
         return None
 
-    def _start_motion(self, pose: dict[str, float]) -> None:
-        start = self.backend.state().q
-        goal = np.array([pose[n] for n in ISAAC])
-        self._set_gains(ROBOT_KP, ROBOT_KD)
-        self._motion = (start, goal, self._steps, max(1, round(MOTION_S / self.physics_dt)))
+    def _expired(self, t_ns: int) -> tuple[str, str] | None:
+        """The command in force passed its end_time with no newer one (lock held)."""
+        self.counters["joint_control_expiries"] += 1
+        key = self._target.key if self._target is not None else 0
+        late_ms = (t_ns - self._joint_deadline_ns) * 1e-6
+        what = f"joint command {key} expired {late_ms:.1f} ms ago (end_time passed, no newer command)"
+        self._start_motion(np.array([self.backend.state().q, self._stand_q]), settle=True)
+        if self.expiry is ExpiryMode.STAND:
+            self._lapsed_at = t_ns
+            self._tell(
+                "expiry",
+                "joint control lapsed: the robot stands on its own",
+                f"{what}: the robot stands on its own; joint control resumes with the next command in time "
+                "(expiry=stand)",
+            )
+            return None
+        record = self.commands.get(self.current_command)
+        if record is not None:
+            record.outcome = "end_time passed without a newer joint command"
+        self.behaviour = Behaviour.STAND
+        self._tell(
+            "expiry",
+            "joint control expired: robot stands on its own",
+            f"{what}: joint control ended, the robot stands on its own; the stream ends STATUS_EXPIRED (expiry=end)",
+        )
+        return "STATUS_EXPIRED", f"joint control ended: {what}"
+
+    def _motion_target(self) -> np.ndarray:
+        """Where the motion in progress (or the last one) puts the joints now."""
+        if self._motion is None:
+            return self._last_motion_target.copy()
+        path, t0, n = self._motion
+        a = (self._steps - t0 + 1) / n
+        x = _smooth(a) * (len(path) - 1)
+        i = min(int(x), len(path) - 2)
+        return path[i] + (path[i + 1] - path[i]) * (x - i)
+
+    def _follow_motion(self) -> None:
+        if self._motion is None:
+            return
+        _, t0, n = self._motion
+        a = (self._steps - t0 + 1) / n
+        self._last_motion_target = self._motion_target()
+        self.backend.set_targets(self._last_motion_target)
+        if a >= 1.0:
+            self._motion = None
+            if self._settle_after:
+                self._settle_after = False
+                self._settle()
+            elif self._off_after_motion:
+                self._off_after_motion = False
+                self.behaviour = Behaviour.OFF
+                self._motors_off()
+                self._tell("power", "safely powered off", "safe power-off done: sitting, motor power off")
+
+    def _start_motion(self, path: np.ndarray, seconds: float = MOTION_S, settle: bool = False) -> None:
+        """The robot's own controller moves through ``path`` (rows of joint angles) over ``seconds``;
+        ``settle``: then it settles its stand onto the feet where they are."""
+        self._own_control()
+        self._motion = (np.asarray(path, dtype=np.float64), self._steps, max(1, round(seconds / self.physics_dt)))
+        self._settle_after = settle
+
+    def _settle(self) -> None:
+        """The stand re-planned over the feet where they are now (lock held)."""
+        data = self.backend.mj_data
+        goal = self.kinematics.stand_on_feet(data.geom_xpos[self._foot_geoms], self.stand_offset, self._stand_q)
+        self._start_motion(np.array([self._motion_target(), goal]), SETTLE_S)
 
     def _supersede(self, why: str) -> None:
         record = self.commands.get(self.current_command)
@@ -379,40 +603,61 @@ class RobotBody:
             record.outcome = why
         self.current_command = 0
         self._off_after_motion = False
+        self._lapsed_at = None
 
     def _motors_off(self) -> None:
-        self._set_gains(np.full(12, OFF_KP), np.full(12, OFF_KD))
+        self._set_damping(0.0)
+        self.backend.set_gains(np.full(12, OFF_KP), np.full(12, OFF_KD))
         self.backend.set_targets(self.backend.state().q)
 
-    def _set_gains(self, kp: np.ndarray, kd: np.ndarray) -> None:
+    def _own_control(self) -> None:
+        """The robot's own controller: SDK gains and its own joint damping."""
+        self._set_damping(OWN_DAMPING)
+        self.backend.set_gains(ROBOT_KP, ROBOT_KD)
+
+    def _client_control(self, kp: np.ndarray, kd: np.ndarray) -> None:
+        """Joint control: the client's gains, nothing of the robot's own."""
+        self._set_damping(0.0)
         self.backend.set_gains(kp, kd)
 
-    def _sample_time_ns(self) -> int:
-        """The robot-clock time of the current physics step (set by the physics loop; never repeats)."""
-        stamp = max(self._step_time_ns, self._last_stamp_ns + 1)
+    def _set_damping(self, value: float) -> None:
+        if float(self._damping[0]) != value:
+            self._damping[:] = value
+            self.backend.mj_model.dof_damping[self._dofs] = value
+
+    def _sample_time_ns(self, t_ns: int) -> int:
+        """The stamp of a sample taken at ``t_ns``: the physics step's own time, never repeated."""
+        stamp = max(int(t_ns), self._last_stamp_ns + 1)
         self._last_stamp_ns = stamp
         return stamp
 
-    def _snapshot_now(self) -> None:
+    def _snapshot_now(self, t_ns: int) -> None:
         s = self.backend.state()
         w, x, y, z = (float(v) for v in s.base_quat)
         rot = _rotation(w, x, y, z)
+        data = self.backend.mj_data
+        pairs = data.contact.geom[: data.ncon]
+        contacts = tuple(bool(np.any(pairs == g)) for g in self._foot_geoms)
+        # Each foot's sole in the body frame: R^T (centre - base) minus the radius along gravity.
+        feet = (data.geom_xpos[self._foot_geoms] - s.base_pos) @ rot - rot[2] * self._foot_radius
         self._seq += 1
         self.counters["state_snapshots"] += 1
         self.snapshots.append(
             Snapshot(
                 seq=self._seq,
-                robot_ns=self._sample_time_ns(),
+                robot_ns=self._sample_time_ns(t_ns),
                 ready_at=time.monotonic() + self.latency_s,
                 q=s.q,
                 dq=s.dq,
-                tau=s.tau,
+                tau=s.tau - self._damping * s.dq,
                 position=s.base_pos,
                 quat_wxyz=s.base_quat,
                 lin_vel_odom=rot @ s.base_lin_vel_body,
                 ang_vel_odom=rot @ s.base_ang_vel_body,
                 acc_body=s.imu_lin_acc - rot.T @ np.array([0.0, 0.0, 9.81]),
                 ang_vel_body=s.base_ang_vel_body,
+                contacts=contacts,
+                feet_body=feet,
                 last_key=self.last_key,
                 last_received_ns=self.last_received_ns,
                 motor_power_on=self.motor_power_on,

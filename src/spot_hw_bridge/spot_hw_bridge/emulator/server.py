@@ -20,12 +20,14 @@ way), ``no_time_sync`` (the time-sync service never gets ready).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import sys
 import tempfile
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from concurrent import futures
 from dataclasses import dataclass
 from pathlib import Path
@@ -60,6 +62,8 @@ class SpotEmulator:
         external_estop: bool = True,
         battery_percent: float = 87.0,
         state_rate_hz: float = 333.0,
+        expiry: str = "stand",
+        on_log: Callable[[str], None] | None = None,
     ) -> None:
         if not username or not password:
             raise ValueError("the emulator needs a username and a password to accept")
@@ -76,7 +80,16 @@ class SpotEmulator:
         self.faults = Faults()
         self.fault_times: dict[str, float] = {}  # fault -> time.monotonic() when injected
         self.lease_events: deque[tuple[float, str]] = deque(maxlen=100)
-        self.counters = {"state_messages": 0, "command_streams": 0, "joint_messages": 0}
+        self.counters = {"state_messages": 0, "command_streams": 0, "joint_messages": 0, "state_samples_skipped": 0}
+        from spot_hw_bridge.emulator.body import ExpiryMode
+
+        self.expiry = ExpiryMode(expiry)
+        #: One line per event (expiry, stream, lease, power, stall, joint, command, fault), in order.
+        self.log_lines: deque[str] = deque(maxlen=2000)
+        self.event_counts: dict[str, int] = {}
+        self._on_log = on_log
+        self._log_lock = threading.Lock()
+        self._t0 = time.monotonic()
         self.stopping = False
         self._server = None
         self._housekeeper: threading.Thread | None = None
@@ -100,7 +113,7 @@ class SpotEmulator:
             self._tls_dir = Path(self._tmp.name)
         tls = make_tls(self._tls_dir, [authority(name) for name, _ in SERVICES], hosts=("localhost", self.host))
         self.ca_path = tls.ca
-        self.body = RobotBody(self.robot_now_ns, state_rate_hz=self.state_rate_hz)
+        self.body = RobotBody(self.robot_now_ns, state_rate_hz=self.state_rate_hz, expiry=self.expiry, report=self.log)
         self.services = Services(self)
         self._server = grpc.server(
             futures.ThreadPoolExecutor(max_workers=32, thread_name_prefix="spot_emulator_rpc"),
@@ -120,6 +133,8 @@ class SpotEmulator:
         return self
 
     def stop(self) -> None:
+        if self.stopping:
+            return
         self.stopping = True
         if self._server is not None:
             self._server.stop(grace=0.5).wait(2.0)
@@ -156,6 +171,39 @@ class SpotEmulator:
 
     def record_lease(self, what: str) -> None:
         self.lease_events.append((time.monotonic(), what))
+        self.log("lease", f"body lease {what}")
+
+    def log(self, kind: str, message: str) -> None:
+        """One event as one line (``[emulator  12.345 s] kind: message``), counted by kind."""
+        line = f"[emulator {time.monotonic() - self._t0:8.3f} s] {kind}: {message}"
+        with self._log_lock:
+            self.event_counts[kind] = self.event_counts.get(kind, 0) + 1
+            self.log_lines.append(line)
+        if self._on_log is not None:
+            with contextlib.suppress(Exception):  # a closed console must not stop the robot
+                self._on_log(line)
+
+    def summary(self) -> str:
+        """The events of this run in one line (printed at exit)."""
+        counts = dict(self.event_counts)
+        body = self.body.counters if self.body is not None else {}
+        stalls = counts.get("stall", 0)
+        longest = self.body.longest_stall_s * 1e3 if self.body is not None else 0.0
+        return (
+            f"Spot API emulator summary: {counts.get('expiry', 0)} expiries "
+            f"({body.get('joint_commands_expired_on_arrival', 0)} commands late on arrival, "
+            f"{body.get('joint_control_expiries', 0)} lapses, {body.get('joint_control_resumes', 0)} resumed; "
+            f"expiry={self.expiry.value}), {counts.get('stream', 0)} stream ends, "
+            f"{counts.get('lease', 0)} lease changes, "
+            f"{counts.get('power', 0)} power changes, {stalls} stalls"
+            + (
+                f" (longest {longest:.0f} ms, {body.get('dropped_steps', 0)} physics steps dropped, "
+                f"{self.counters['state_samples_skipped']} state samples skipped)"
+                if stalls
+                else ""
+            )
+            + f"; {body.get('joint_commands', 0)} joint commands, {self.counters['state_messages']} state messages"
+        )
 
     def take_lease(self, client: str) -> None:
         """Another client takes the body lease (as the tablet does); joint control under the old one ends."""
@@ -183,6 +231,8 @@ class SpotEmulator:
             raise ValueError(f"unknown fault '{fault}'; faults: {', '.join(FAULTS)}")
         self.fault_times[fault] = time.monotonic()
         self.body.note(f"fault injected: {fault}")
+        extra = f" ({float(value) * 1e3:.0f} ms each way)" if fault == "latency" else ""
+        self.log("fault", f"injected: {fault}{extra}")
         if fault == "latency":
             self.faults.latency_s = float(value)
             self.body.latency_s = float(value)
@@ -201,6 +251,7 @@ class SpotEmulator:
         elif fault in FAULTS:
             setattr(self.faults, fault, False)
         self.body.note(f"fault cleared: {fault}")
+        self.log("fault", f"cleared: {fault}")
 
     def status(self) -> dict[str, object]:
         body = self.body
@@ -216,7 +267,38 @@ class SpotEmulator:
 
 
 # ---------------------------------------------------------------------------- command line
+BEHAVIOUR = """\
+What the emulator does where a deployment feels it, and what a real Spot does (sources: spot-sdk
+v5.1.4, github boston-dynamics/spot-sdk; the RL Researcher Kit, github boston-dynamics/spot-rl-example):
+
+  stand        Spot's own posture (hx 0.014, hy 0.796, kn -1.572 rad: a real Spot's record, LaNMP
+               dataset; BD publishes no table), body origin 0.517 m up; honours mobility_params'
+               body height and footprint_R_body (robot_command.py:1763-1796), saturated to reach.
+               The feet move on straight lines; the stand is damped to rest. Real Spot: its own
+               balance controller; loads are the measured torques (joint_control/README.md:73).
+  loads        the torque the controller in charge applies, N*m about the joint axis; standing:
+               knees about +15..+20, hips a few N*m, steady.
+  late command a command arriving after its own end_time ends the stream with STATUS_EXPIRED:
+               what that status means (robot_command.proto:207).
+  expiry       --on-expiry stand (default): when the command in force passes its end_time with no
+               newer one, the robot stands on its own, the stream stays open and the next command in
+               time resumes joint control ("robot will revert to bosdyns standing controller",
+               spot-rl-example python/spot/spot.py:125). --on-expiry end: joint control ends and the
+               stream is answered STATUS_EXPIRED. BD documents neither; both are assumptions.
+  timing       expiry is judged against each command's arrival time (stamped on receipt, before any
+               lock); physics catches up every missed step, so every ~333 Hz state sample is sent
+               (joint_control/README.md:71); its own stalls over 30 ms are reported.
+  state        the stream carries contact_states (robot_state.proto:898); GetRobotState carries
+               foot_state and a transforms snapshot: body (root), odom, vision, flat_body,
+               feet_center, gpe (robot_state.proto:419-457).
+  console      one line per expiry, stream end, lease change, power change, stall (and joint
+               activation, stand/sit, fault); a summary with the counts at exit.
+"""
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.epilog = BEHAVIOUR
+    parser.formatter_class = argparse.RawDescriptionHelpFormatter
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1)")
     parser.add_argument("--port", type=int, default=50443, help="TLS port (default: 50443; a real Spot uses 443)")
     parser.add_argument(
@@ -243,6 +325,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="start without the built-in released operator E-Stop (a client must run its own endpoint)",
     )
+    parser.add_argument(
+        "--on-expiry",
+        choices=("stand", "end"),
+        default="stand",
+        help="when the joint command in force passes its end_time with no newer one: stand (default: the robot "
+        "stands, the stream stays open, the next command in time resumes) or end (joint control ends, the stream "
+        "ends STATUS_EXPIRED)",
+    )
+    parser.add_argument("--quiet", action="store_true", help="no event lines (the summary at exit still prints)")
     parser.add_argument("--seconds", type=float, default=0.0, help="stop after this long (default: until Ctrl-C)")
     parser.add_argument(
         "--stop-on-stdin-eof",
@@ -289,6 +380,8 @@ def main(args: argparse.Namespace) -> int:
         clock_skew_s=args.clock_skew,
         external_estop=not args.no_operator_estop,
         battery_percent=args.battery,
+        expiry=args.on_expiry,
+        on_log=None if args.quiet else lambda line: print(line, flush=True),
     )
     try:
         emulator.start()
@@ -315,10 +408,10 @@ def main(args: argparse.Namespace) -> int:
                     emulator.inject("latency", float(name.split("=", 1)[1]))
                 else:
                     emulator.inject(name)
-                print(f"[{time.monotonic() - start:7.1f} s] fault injected: {name}", flush=True)
             time.sleep(0.05)
     except KeyboardInterrupt:
         pass
     finally:
         emulator.stop()
+        print(emulator.summary(), flush=True)
     return 0

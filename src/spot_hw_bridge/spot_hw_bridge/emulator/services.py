@@ -50,9 +50,11 @@ from bosdyn.api import (
     time_sync_pb2,
     time_sync_service_pb2_grpc,
 )
+from bosdyn.api.spot import robot_command_pb2 as spot_command_pb2
 from bosdyn.client.lease import Lease, test_active_lease
 
 from spot_hw_bridge.emulator.body import SDK, SDK_FROM_ISAAC, Behaviour, RobotBody, Snapshot
+from spot_hw_bridge.emulator.posture import BodyOffset
 
 if TYPE_CHECKING:
     from spot_hw_bridge.emulator.server import SpotEmulator
@@ -79,6 +81,9 @@ OPEN_METHODS = ("/bosdyn.api.AuthService/", "/bosdyn.api.RobotIdService/")
 JOINT_FEATURE = "joint_control"
 LEASE_RESOURCE = "body"
 LEASE_STALE_S = 3.0  # a lease nobody used for this long can be acquired by another client
+#: A state stream reader further behind than this skips ahead (the samples in between are not sent).
+MAX_STREAM_BACKLOG_S = 0.25
+_CONTACT = {True: robot_state_pb2.FootState.CONTACT_MADE, False: robot_state_pb2.FootState.CONTACT_LOST}
 
 
 def authority(name: str) -> str:
@@ -553,25 +558,24 @@ class _Power(_Part, power_service_pb2_grpc.PowerServiceServicer):
             response.status = power_pb2.STATUS_INTERNAL_ERROR
 
 
-def _newest_due(snaps, now: float, sent: int) -> tuple[Snapshot | None, Snapshot | None]:
-    """(the newest sample due by ``now`` and newer than ``sent``, the oldest one not due yet).
+def _sample_after(snaps, sent: int) -> tuple[Snapshot | None, Snapshot | None]:
+    """(the sample after ``sent`` or the oldest kept if that one is gone, the newest sample); the newest
+    is None when the deque moved while looking (the caller looks again).
 
-    Indexes the deque (never iterates it): the physics thread appends while streams read.
+    Indexes the deque (never iterates it): the physics thread appends while streams read, and a full
+    deque drops its oldest sample as it appends.
     """
     try:
-        i = len(snaps) - 1
-        upcoming = None
-        while i >= 0:
-            snap = snaps[i]
-            if snap.seq <= sent:
-                return None, upcoming
-            if snap.ready_at <= now:
-                return snap, upcoming
-            upcoming = snap
-            i -= 1
-    except IndexError:  # the deque moved under us: the caller looks again
-        pass
-    return None, None
+        newest = snaps[-1]
+        if newest.seq <= sent:
+            return None, newest
+        i = len(snaps) - 1 - (newest.seq - (sent + 1))
+        snap = snaps[max(i, 0)]
+    except IndexError:
+        return None, None
+    if i >= 0 and snap.seq != sent + 1:
+        return None, None
+    return snap, newest
 
 
 def _enum(enum, name: str) -> int:
@@ -654,31 +658,85 @@ class _RobotState(_Part, robot_state_service_pb2_grpc.RobotStateServiceServicer)
             joint.load.value = float(snap.tau[isaac])
         _velocity(kin.velocity_of_body_in_odom, snap)
         _velocity(kin.velocity_of_body_in_vision, snap)
+        _frames(kin.transforms_snapshot, snap)
+        for i, contact in enumerate(snap.contacts):
+            foot = state.foot_state.add()
+            x, y, z = (float(v) for v in snap.feet_body[i])
+            foot.foot_position_rt_body.x, foot.foot_position_rt_body.y, foot.foot_position_rt_body.z = x, y, z
+            foot.contact = _CONTACT[contact]
+
+
+def _frames(out, snap: Snapshot) -> None:
+    """The kinematic state's transforms snapshot (robot_state.proto:419-457): ``body`` at the root;
+    ``odom`` and ``vision`` (the emulator's vision is its odom), ``flat_body`` and ``feet_center``
+    under it; ``gpe`` (flat ground under the feet) under ``odom``. All at the sample's time."""
+    from bosdyn.client.math_helpers import Quat, SE3Pose
+
+    qw, qx, qy, qz = (float(v) for v in snap.quat_wxyz)
+    odom_body = SE3Pose(*(float(v) for v in snap.position), Quat(qw, qx, qy, qz))
+    body_odom = odom_body.inverse()
+    yaw = odom_body.rot.to_yaw()
+    flat = SE3Pose(odom_body.x, odom_body.y, odom_body.z, Quat.from_yaw(yaw))
+    feet_odom = np.array([odom_body.transform_point(*(float(v) for v in foot)) for foot in snap.feet_body])
+    centre = feet_odom.mean(axis=0)
+    front, hind = feet_odom[:2, :2].mean(axis=0), feet_odom[2:, :2].mean(axis=0)
+    heading = float(np.arctan2(*(front - hind)[::-1]))
+    feet_center = SE3Pose(*(float(v) for v in centre), Quat.from_yaw(heading))
+    touching = [feet_odom[i, 2] for i, c in enumerate(snap.contacts) if c]
+    ground = float(np.mean(touching)) if touching else 0.0
+    gpe = SE3Pose(odom_body.x, odom_body.y, ground, Quat())
+    edges = {
+        "body": ("", SE3Pose(0.0, 0.0, 0.0, Quat())),
+        "odom": ("body", body_odom),
+        "vision": ("body", body_odom),
+        "flat_body": ("body", body_odom * flat),
+        "feet_center": ("body", body_odom * feet_center),
+        "gpe": ("odom", gpe),
+    }
+    for child, (parent, pose) in edges.items():
+        edge = out.child_to_parent_edge_map[child]
+        edge.parent_frame_name = parent
+        edge.parent_tform_child.CopyFrom(pose.to_proto())
 
 
 class _StateStream(_Part, robot_state_service_pb2_grpc.RobotStateStreamingServiceServicer):
-    """~333 Hz state messages, each sent once, after the added latency; nothing while stalled."""
+    """~333 Hz state messages: every sample once, in order, after the added latency; nothing while stalled."""
 
     def GetRobotStateStream(self, request, context):
-        """The newest due sample each time: a reader that falls behind skips samples, as a robot's
-        stream would, instead of working through a backlog that keeps it behind for seconds."""
-        body, faults = self.s.body, self.s.emu.faults
+        """Every sample in order, so the rate stays at the robot's (a stalled emulator catches up in a
+        burst, stamped at each sample's own time). A reader more than :data:`MAX_STREAM_BACKLOG_S`
+        behind skips ahead (counted and reported) instead of staying behind for seconds."""
+        body, faults, emu = self.s.body, self.s.emu.faults, self.s.emu
         sent = body.snapshot.seq - 1
+        backlog = max(1, round(MAX_STREAM_BACKLOG_S * emu.state_rate_hz))
         alive = context.is_active
-        while alive() and not self.s.emu.stopping:
-            now = time.monotonic()
-            due, upcoming = _newest_due(body.snapshots, now, sent)
+        while alive() and not emu.stopping:
+            snap, newest = _sample_after(body.snapshots, sent)
+            if newest is None:
+                continue  # the deque moved under us: look again
             if faults.state_stall:
-                sent = body.snapshot.seq
-            elif due is not None:
-                sent = due.seq
-                self.s.emu.counters["state_messages"] += 1
-                yield self.message(due, request)
+                sent = newest.seq
+            elif snap is not None:
+                if newest.seq - snap.seq > backlog:
+                    skipped = newest.seq - backlog - sent
+                    sent = newest.seq - backlog
+                    emu.counters["state_samples_skipped"] += skipped
+                    emu.log(
+                        "stall",
+                        f"a state stream reader fell {(newest.robot_ns - snap.robot_ns) * 1e-6:.0f} ms behind: "
+                        f"{skipped} samples skipped",
+                    )
+                    continue
+                now = time.monotonic()
+                if snap.ready_at > now:
+                    time.sleep(min(snap.ready_at - now, 0.05))  # the added latency
+                    continue
+                sent = snap.seq
+                emu.counters["state_messages"] += 1
+                yield self.message(snap, request)
                 continue
-            if upcoming is not None and upcoming.ready_at > now:
-                time.sleep(min(upcoming.ready_at - now, 0.05))  # the added latency
-            else:
-                with body.snapshot_ready:
+            with body.snapshot_ready:
+                if body.snapshot.seq <= sent or faults.state_stall:
                     body.snapshot_ready.wait(0.05)
 
     def message(self, snap: Snapshot, request) -> robot_state_pb2.RobotStateStreamResponse:
@@ -720,6 +778,7 @@ class _StateStream(_Part, robot_state_service_pb2_grpc.RobotStateStreamingServic
         gyro.x, gyro.y, gyro.z = bx, by, bz
         rot.x, rot.y, rot.z, rot.w = qx, qy, qz, qw
         packet.timestamp.CopyFrom(js.acquisition_timestamp)
+        msg.contact_states.extend(_CONTACT[c] for c in snap.contacts)
         msg.last_command.user_command_key = snap.last_key
         if snap.last_received_ns:
             set_ns(msg.last_command.received_timestamp, snap.last_received_ns)
@@ -727,6 +786,28 @@ class _StateStream(_Part, robot_state_service_pb2_grpc.RobotStateStreamingServic
 
 
 class _RobotCommand(_Part, robot_command_service_pb2_grpc.RobotCommandServiceServicer):
+    @staticmethod
+    def _stand_offset(command) -> BodyOffset | None:
+        """The stand's ``mobility_params`` body offset (height, footprint_R_body), if it has one.
+
+        ``base_offset_rt_footprint``'s last point is the pose held (spot-sdk ``robot_command.py:1763-1796``
+        builds a one-point trajectory); other body control (``body_pose``, manipulation assist) is
+        not emulated and gives the nominal stand.
+        """
+        packed = command.synchronized_command.mobility_command.params
+        if not packed.type_url:
+            return None
+        params = spot_command_pb2.MobilityParams()
+        if not packed.Unpack(params) or not params.body_control.HasField("base_offset_rt_footprint"):
+            return None
+        points = params.body_control.base_offset_rt_footprint.points
+        if not points:
+            return None
+        pose = points[-1].pose
+        r = pose.rotation
+        w, x, y, z = (r.w, r.x, r.y, r.z) if pose.HasField("rotation") else (1.0, 0.0, 0.0, 0.0)
+        return BodyOffset.from_quaternion(pose.position.z, w, x, y, z)
+
     @staticmethod
     def _kind(command) -> str | None:
         if command.HasField("full_body_command"):
@@ -763,11 +844,13 @@ class _RobotCommand(_Part, robot_command_service_pb2_grpc.RobotCommandServiceSer
             response.status = status.STATUS_UNSUPPORTED
             response.message = "joint control requires a Joint Control licence, which this robot lacks"
             self.s.body.note("joint control refused: no licence")
+            self.s.emu.log("joint", "joint control refused: the robot has no Joint Control licence")
         elif not self.s.body.motor_power_on and kind != "safe_power_off":
             response.status = status.STATUS_NOT_POWERED_ON
             response.message = "motor power is off"
         else:
-            response.robot_command_id = self.s.body.command(kind)
+            offset = self._stand_offset(request.command) if kind == "stand" else None
+            response.robot_command_id = self.s.body.command(kind, offset)
             response.status = status.STATUS_OK
 
     @unary(robot_command_pb2.RobotCommandFeedbackResponse)
@@ -801,55 +884,64 @@ class _RobotCommand(_Part, robot_command_service_pb2_grpc.RobotCommandServiceSer
 
 
 class _CommandStream(_Part, robot_command_service_pb2_grpc.RobotCommandStreamingServiceServicer):
-    """Joint commands, each applied after the added latency; the robot may end the stream first."""
+    """Joint commands, each stamped on arrival (plus the added latency); the robot may end the stream.
+
+    A command that arrives after its own ``end_time`` ends the stream with ``STATUS_EXPIRED`` (that
+    status's documented meaning); joint control ended on the robot's side (E-Stop, lease taken,
+    superseded, ``--on-expiry end``) answers the next message with the status it ended with.
+    """
 
     def JointControlStream(self, request_iterator, context):
         s, body = self.s, self.s.body
         received = s.now()
         response = robot_command_pb2.JointControlStreamResponse()
+        status = robot_command_pb2.JointControlStreamResponse
         with s.lock:
             epoch = s.stream_epoch
             s.open_streams += 1
         body.stream_started()
         s.emu.counters["command_streams"] += 1
         first = None
+        messages = 0
         try:
             for request in request_iterator:
+                messages += 1
                 if first is None:
                     first = request
                 if s.emu.faults.no_licence:
-                    response.status = robot_command_pb2.JointControlStreamResponse.STATUS_INACTIVE
+                    response.status = status.STATUS_INACTIVE
                     response.message = "joint control is not licensed on this robot"
                     break
                 if s.stream_epoch != epoch and s.stream_end is not None:
-                    status, message = s.stream_end
-                    response.status = robot_command_pb2.JointControlStreamResponse.Status.Value(status)
+                    code, message = s.stream_end
+                    response.status = status.Status.Value(code)
                     response.message = message
                     break
-                self._apply(request, round(s.emu.faults.latency_s * 1e9))
+                late = self._apply(request, round(s.emu.faults.latency_s * 1e9))
+                if late:
+                    response.status = status.STATUS_EXPIRED
+                    response.message = f"{late}: check time sync and the link (commands must arrive before end_time)"
+                    break
             else:
-                response.status = robot_command_pb2.JointControlStreamResponse.STATUS_OK
+                response.status = status.STATUS_OK
         finally:
             with s.lock:
                 s.open_streams -= 1
-        s.body.note(
-            "joint stream ended by "
-            + (
-                "the client"
-                if response.status == robot_command_pb2.JointControlStreamResponse.STATUS_OK
-                else "the robot"
-            )
-        )
-        return s.header(
-            response, first if first is not None else robot_command_pb2.JointControlStreamRequest(), received
-        )
+        name = status.Status.Name(response.status)
+        by = "the client (it half-closed)" if response.status == status.STATUS_OK else "the robot"
+        detail = f": {response.message}" if response.message else ""
+        body.note("joint stream ended by " + ("the client" if response.status == status.STATUS_OK else "the robot"))
+        s.emu.log("stream", f"joint control stream ended by {by} after {messages} messages, {name}{detail}")
+        request = first if first is not None else robot_command_pb2.JointControlStreamRequest()
+        return s.header(response, request, received)
 
-    def _apply(self, request, delay_ns: int) -> None:
+    def _apply(self, request, delay_ns: int) -> str:
+        """Hand one message to the body; why the robot refused it ("" if it did not)."""
         cmd = request.joint_command
         s = self.s
         s.emu.counters["joint_messages"] += 1
         if len(cmd.position) < len(SDK):
-            return
+            return ""
         gains = cmd.gains
         kp = list(gains.k_q_p)[: len(SDK)] if len(gains.k_q_p) >= len(SDK) else None
         kd = list(gains.k_qd_p)[: len(SDK)] if kp is not None and len(gains.k_qd_p) >= len(SDK) else None
@@ -857,8 +949,8 @@ class _CommandStream(_Part, robot_command_service_pb2_grpc.RobotCommandStreaming
             kp = None
         q = np.asarray(list(cmd.position)[: len(SDK)], dtype=np.float64)
         if not np.all(np.isfinite(q)):
-            return
-        s.body.joint_command(q, kp, kd, stamp_ns(cmd.end_time), cmd.user_command_key, delay_ns)
+            return ""
+        return s.body.joint_command(q, kp, kd, stamp_ns(cmd.end_time), cmd.user_command_key, delay_ns)
 
 
 class _License(_Part, license_service_pb2_grpc.LicenseServiceServicer):
