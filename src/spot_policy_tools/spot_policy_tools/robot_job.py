@@ -57,6 +57,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--strict", action="store_true", help="exit 1 when a moving segment misses its tracking thresholds or Spot fell"
     )
+    parser.add_argument(
+        "--on-expiry",
+        choices=("stand", "end"),
+        default="stand",
+        help="emulator: when the joint command in force expires with no newer one, the robot stands and the next "
+        "command resumes (stand, default), or joint control ends (end); spot-policy emulator --help says why",
+    )
     live_session.add_view_arguments(parser, teleop=False)  # a view of the run; commands come from the profile
 
 
@@ -110,7 +117,9 @@ def main(args: argparse.Namespace) -> int:
 
         sys.setswitchinterval(0.0005)  # the emulator's physics thread shares this process
         username, password = "spot-policy", secrets.token_urlsafe(18)
-        emulator = SpotEmulator(username, password, tls_dir=out / "emulator").start()
+        emulator = SpotEmulator(
+            username, password, tls_dir=out / "emulator", expiry=args.on_expiry, on_log=_emulator_log(out)
+        ).start()
         freeze_startup_heap()  # the emulator's physics and stream run in this process
         env[ENV_USERNAME], env[ENV_PASSWORD] = username, password
         bridge = {"hostname": "127.0.0.1", "port": emulator.port, "ca_cert": str(emulator.ca_path)}
@@ -134,9 +143,10 @@ def main(args: argparse.Namespace) -> int:
     finally:
         if stop_faults is not None:
             stop_faults()
-        robot = _robot_account(emulator) if emulator is not None else {}
         if emulator is not None:
             emulator.stop()
+            print(emulator.summary(), flush=True)
+        robot = _robot_account(emulator) if emulator is not None else {}
     if failure is not None:
         print(f"spot-policy robot: error: {failure}", file=sys.stderr)
         if robot:  # what the robot was left doing matters most when the run broke
@@ -167,9 +177,29 @@ def _robot_account(emulator) -> dict[str, object]:
         "lease_returned": not emulator.lease_owner and any(e.startswith("returned") for e in events),
         "lease_events": events,
         **{k: status[k] for k in ("joint_commands", "joint_commands_expired_on_arrival", "joint_control_expiries")},
+        **{k: status[k] for k in ("joint_control_resumes", "stalls", "dropped_steps", "state_samples_skipped")},
         **{k: status[k] for k in ("state_messages", "command_streams", "joint_messages")},
+        "longest_stall_ms": round(emulator.body.longest_stall_s * 1e3, 1),
+        "events": dict(emulator.event_counts),  # console lines by kind (logs/emulator.log)
+        "expiry": emulator.expiry.value,
         "final_behaviour": status["behaviour"],
     }
+
+
+def _emulator_log(out: Path):
+    """The emulator's event lines: to logs/emulator.log and to this console, one line each."""
+    import threading
+
+    (out / "logs").mkdir(parents=True, exist_ok=True)
+    log = (out / "logs" / "emulator.log").open("a", buffering=1)
+    lock = threading.Lock()
+
+    def write(line: str) -> None:
+        with lock:
+            log.write(line + "\n")
+        print(f"  {line}", flush=True)
+
+    return write
 
 
 def _inject_on_schedule(emulator, faults: list[tuple[str, float]]):

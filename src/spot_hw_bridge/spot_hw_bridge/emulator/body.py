@@ -192,6 +192,7 @@ class RobotBody:
         model = self.backend.mj_model
         self._dofs = np.array([model.joint(n).dofadr[0] for n in ISAAC], dtype=np.intp)
         self._foot_geoms = self.kinematics.foot_geoms
+        self._foot_geom_ids = tuple(int(g) for g in self._foot_geoms)
         self._foot_radius = self.kinematics.foot_radius
         self._damping = np.zeros(len(ISAAC))
         self._sit_q = self.kinematics.sit_pose()
@@ -636,8 +637,8 @@ class RobotBody:
         w, x, y, z = (float(v) for v in s.base_quat)
         rot = _rotation(w, x, y, z)
         data = self.backend.mj_data
-        pairs = data.contact.geom[: data.ncon]
-        contacts = tuple(bool(np.any(pairs == g)) for g in self._foot_geoms)
+        touching = set(data.contact.geom[: data.ncon].ravel().tolist())
+        contacts = tuple(g in touching for g in self._foot_geom_ids)
         # Each foot's sole in the body frame: R^T (centre - base) minus the radius along gravity.
         feet = (data.geom_xpos[self._foot_geoms] - s.base_pos) @ rot - rot[2] * self._foot_radius
         self._seq += 1
