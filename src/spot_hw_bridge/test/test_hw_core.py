@@ -62,6 +62,8 @@ def test_start_up_stream_command_loss_and_shutdown(gains) -> None:
         body = emulator.body
         assert core.phase is Phase.READY and body.standing and emulator.lease_owner
         assert {"robot", "time_sync", "licence", "battery", "estop", "lease", "clear_space"} <= set(core.preflight)
+        knees = [float(v) for v in core.preflight["stand_loads"].split("knees ")[1].split(" N")[0].split()]
+        assert len(knees) == 4 and all(8.0 < v < 35.0 for v in knees), core.preflight["stand_loads"]
         feeder = Feeder(core, gains)
         try:
             assert wait_for(lambda: core.phase is Phase.ACTIVE and body.behaviour is Behaviour.JOINT, 2.0)
@@ -184,6 +186,23 @@ def test_start_up_fault_never_leaves_the_safe_state(gains, fault, kind, words) -
         assert emulator.body.behaviour is Behaviour.OFF  # motors never powered
         assert emulator.lease_owner in ("", "tablet")
         core.stop()
+
+
+def test_a_robot_whose_knee_loads_are_not_positive_standing_gets_no_joint_commands(gains) -> None:
+    """The node's hand-over reads the loads as torques in the feed-forward sign; a robot reporting
+    them otherwise is refused at start-up (one line with the fix), sat down and powered off."""
+    rec = Recorder()
+    with running_emulator() as emulator:
+        emulator.inject("flipped_loads")
+        core = make_core(emulator, gains, rec)
+        with pytest.raises(BridgeError) as error:
+            core.start()
+        assert error.value.kind == "loads" and "knee loads while standing" in str(error.value), str(error.value)
+        assert_one_line_with_fix(str(error.value))
+        assert not any(what == "joint command" for _, what in emulator.body.events)
+        assert wait_for(lambda: emulator.body.behaviour is Behaviour.OFF, 5.0)  # sat down, powered off
+        core.stop()
+        assert emulator.lease_owner == ""
 
 
 def test_no_licence_refuses_joint_control_and_the_robot_keeps_standing(gains) -> None:

@@ -158,6 +158,7 @@ class HwBridge:
         self._state_thread: threading.Thread | None = None
         self._state_call = None
         self._first_state = threading.Event()
+        self._last_sample: StateSample | None = None
         self._last_state_mono = -math.inf
         self._late_since: int | None = None  # acquisition time of the first of a run of late messages
         self._hold_until = 0.0
@@ -225,6 +226,7 @@ class HwBridge:
                 ("power_on", self._power_on),
                 ("stand", self._stand_up),
                 ("state_stream", self._start_state_stream),
+                ("stand_loads", self._check_stand_loads),
             ):
                 if self.fault is not None:  # a keep-alive reported a loss meanwhile (the lease, ...)
                     raise self.fault
@@ -454,6 +456,34 @@ class HwBridge:
                 kind="state_stream",
             )
 
+    def _check_stand_loads(self) -> None:
+        """Standing on its own, Spot's knees must report positive loads (extending, against gravity).
+
+        The policy node hands over torque-continuously, ``q* = q + (load + kd dq) / kp``, which holds
+        only if ``load`` is the torque about the joint's axis with the sign of a commanded
+        feed-forward load. Boston Dynamics calls it the measured load in N·m (spot-sdk
+        ``docs/concepts/joint_control/README.md:73``) and its squat example feeds the loads it
+        measured standing back as feed-forward (``python/examples/joint_control/noarm_squat.py:105-119``);
+        the sign is not stated. A standing Spot's knees hold the body up: their loads are positive in
+        that convention. Otherwise the hand-over would push the knees the wrong way: refuse.
+        """
+        sample = self._last_sample
+        if sample is None:
+            return
+        knees = [i for i, name in enumerate(sample.joint_names) if name.endswith("_kn")]
+        loads = sample.load[knees]
+        shown = " ".join(f"{v:+.1f}" for v in loads)
+        self.preflight["stand_loads"] = f"knees {shown} N·m while standing"
+        if not (np.all(np.isfinite(loads)) and np.all(loads > 0.0)):
+            raise BridgeError(
+                f"the robot's knee loads while standing are {shown} N·m, not all positive: the policy node's "
+                "torque-continuous hand-over (q* = q + load/kp) assumes loads in the feed-forward convention and "
+                "would bend the knees the wrong way",
+                "check that the robot stands on flat ground with nothing on its legs; if it does, its load "
+                "convention differs from Boston Dynamics' examples: do not stream joint commands to it",
+                kind="loads",
+            )
+
     # ------------------------------------------------------------------ clients and clock
     def _make_clients(self) -> None:
         """Every client the bridge uses, made once after login (threads then only read the table)."""
@@ -528,6 +558,7 @@ class HwBridge:
         acquired = self._sent.pop(sample.last_command_key, None)
         if acquired is not None and sample.last_command_received_robot_ns:
             self.loop_latency_s.add((sample.last_command_received_robot_ns - acquired) * 1e-9)
+        self._last_sample = sample
         self._first_state.set()
         try:
             self._on_state(sample, sample.acquisition_robot_ns - skew)

@@ -14,7 +14,8 @@ Faults (:data:`FAULTS`), on the command line and through :meth:`SpotEmulator.inj
 licence: activation and the stream are refused), ``estop`` (an E-Stop is pressed: motor power
 cut), ``lease_taken`` (another client, "tablet", takes the lease), ``state_stall`` (the state
 stream goes silent, the connection stays up), ``latency`` (seconds added to every message each
-way), ``no_time_sync`` (the time-sync service never gets ready).
+way), ``no_time_sync`` (the time-sync service never gets ready), ``flipped_loads`` (joint loads
+reported with the opposite sign: a robot whose load convention is not the one the hand-over assumes).
 """
 
 from __future__ import annotations
@@ -34,7 +35,16 @@ from pathlib import Path
 
 from spot_policy.core.realtime_gc import freeze_startup_heap
 
-FAULTS = ("wrong_password", "no_licence", "estop", "lease_taken", "state_stall", "latency", "no_time_sync")
+FAULTS = (
+    "wrong_password",
+    "no_licence",
+    "estop",
+    "lease_taken",
+    "state_stall",
+    "latency",
+    "no_time_sync",
+    "flipped_loads",
+)
 
 
 @dataclass
@@ -46,6 +56,7 @@ class Faults:
     state_stall: bool = False
     latency_s: float = 0.0
     no_time_sync: bool = False
+    flipped_loads: bool = False
 
 
 class SpotEmulator:

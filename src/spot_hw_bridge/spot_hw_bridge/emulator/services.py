@@ -586,12 +586,6 @@ def _enum(enum, name: str) -> int:
         return 0
 
 
-def _fill_joint_arrays(out, snap: Snapshot) -> None:
-    out.position.extend(snap.q[SDK_FROM_ISAAC].tolist())
-    out.velocity.extend(snap.dq[SDK_FROM_ISAAC].tolist())
-    out.load.extend(snap.tau[SDK_FROM_ISAAC].tolist())
-
-
 def _pose(out, snap: Snapshot) -> None:
     p, q = snap.position, snap.quat_wxyz
     out.position.x, out.position.y, out.position.z = (float(v) for v in p)
@@ -655,7 +649,7 @@ class _RobotState(_Part, robot_state_service_pb2_grpc.RobotStateServiceServicer)
             isaac = SDK_FROM_ISAAC[i]
             joint.position.value = float(snap.q[isaac])
             joint.velocity.value = float(snap.dq[isaac])
-            joint.load.value = float(snap.tau[isaac])
+            joint.load.value = float(snap.tau[isaac]) * (-1.0 if emu.faults.flipped_loads else 1.0)
         _velocity(kin.velocity_of_body_in_odom, snap)
         _velocity(kin.velocity_of_body_in_vision, snap)
         _frames(kin.transforms_snapshot, snap)
@@ -749,7 +743,7 @@ class _StateStream(_Part, robot_state_service_pb2_grpc.RobotStateStreamingServic
         set_ns(js.acquisition_timestamp, snap.robot_ns)
         js.position.extend(snap.q[SDK_FROM_ISAAC].tolist())
         js.velocity.extend(snap.dq[SDK_FROM_ISAAC].tolist())
-        js.load.extend(snap.tau[SDK_FROM_ISAAC].tolist())
+        js.load.extend((snap.tau[SDK_FROM_ISAAC] * (-1.0 if self.s.emu.faults.flipped_loads else 1.0)).tolist())
         kin = msg.kinematic_state
         kin.acquisition_timestamp.CopyFrom(js.acquisition_timestamp)
         px, py, pz = snap.position.tolist()
