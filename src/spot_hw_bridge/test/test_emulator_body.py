@@ -243,3 +243,17 @@ def test_standing_loads_are_steady_and_the_feet_touch() -> None:
     knees = [ISAAC.index(f"{leg}_kn") for leg in ("fl", "fr", "hl", "hr")]
     assert np.all((b.tau[knees] > 8.0) & (b.tau[knees] < 35.0))
     np.testing.assert_allclose(b.feet_body[:, 2], -b.position[2], atol=0.005)  # soles on the floor
+
+
+def test_a_fall_is_one_report_line_and_counted() -> None:
+    """Under joint control the client folds the legs: the body drops below 0.25 m (the run report's
+    fall), reported once; standing up again re-arms the check."""
+    body, clock, reports = standing_body()
+    folded = body._sit_q.copy()
+    folded[[ISAAC.index(f"{leg}_kn") for leg in ("fl", "fr", "hl", "hr")]] = -2.7
+    kp, kd = np.full(12, 60.0), np.full(12, 1.5)
+    body.joint_command(folded[SDK_FROM_ISAAC], kp, kd, clock.ns + 3_000 * MS, 1)
+    body.command("joint")
+    run(body, clock, 2.0)
+    assert body.counters["falls"] == 1 and len(reports.of("fall")) == 1, reports.of("fall")
+    assert "Spot fell in joint_control: base 0." in reports.of("fall")[0]

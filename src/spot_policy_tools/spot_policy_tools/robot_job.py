@@ -151,8 +151,8 @@ def main(args: argparse.Namespace) -> int:
         print(f"spot-policy robot: error: {failure}", file=sys.stderr)
         if robot:  # what the robot was left doing matters most when the run broke
             print(
-                f"robot side: final behaviour {robot['final_behaviour']}, joint control expiries "
-                f"{robot['joint_control_expiries']}, lease returned: {robot['lease_returned']}"
+                f"robot side: final behaviour {robot['final_behaviour']}, falls {robot['falls']}, joint control "
+                f"expiries {robot['joint_control_expiries']}, lease returned: {robot['lease_returned']}"
             )
         return 1
     extra = {
@@ -177,7 +177,9 @@ def _robot_account(emulator) -> dict[str, object]:
         "lease_returned": not emulator.lease_owner and any(e.startswith("returned") for e in events),
         "lease_events": events,
         **{k: status[k] for k in ("joint_commands", "joint_commands_expired_on_arrival", "joint_control_expiries")},
-        **{k: status[k] for k in ("joint_control_resumes", "stalls", "dropped_steps", "state_samples_skipped")},
+        **{
+            k: status[k] for k in ("joint_control_resumes", "falls", "stalls", "dropped_steps", "state_samples_skipped")
+        },
         **{k: status[k] for k in ("state_messages", "command_streams", "joint_messages")},
         "longest_stall_ms": round(emulator.body.longest_stall_s * 1e3, 1),
         "events": dict(emulator.event_counts),  # console lines by kind (logs/emulator.log)

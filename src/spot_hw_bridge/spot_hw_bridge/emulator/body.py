@@ -24,7 +24,7 @@ own robot-clock time; a step applies every command that arrived by then and only
 whether the command in force has expired, so a command that arrived before the previous one's
 ``end_time`` always counts. A command that arrives after its own ``end_time`` is refused and the
 stream ends with ``STATUS_EXPIRED``, which is what that status means (spot-sdk
-``protos/bosdyn/api/robot_command.proto:207``). When the command in force expires with no newer one
+``protos/bosdyn/api/robot_command.proto:204``). When the command in force expires with no newer one
 (``end_time`` passed), :class:`ExpiryMode` decides; see there.
 
 When the physics thread wakes late (this machine stalled it), it steps every missed step back to
@@ -76,6 +76,9 @@ MAX_CATCH_UP_STEPS = 500
 #: Steps are stamped on their schedule; one this far off the robot clock re-anchors the schedule.
 RESYNC_NS = 50_000_000
 
+#: A fall, as the run report judges one (spot_policy_tools.run_report): base below 0.25 m or tilted over 60°.
+FALL_HEIGHT_M, FALL_UPRIGHT_MIN = 0.25, 0.5
+
 Report = Callable[[str, str], None]  # (kind, message): one line each, counted by kind
 
 
@@ -95,7 +98,7 @@ class ExpiryMode(str, Enum):
     Boston Dynamics documents only that ``end_time`` is when "the command will stop executing" (to
     prevent runaway commands: spot-sdk ``protos/bosdyn/api/basic_command.proto:600-603``) and that
     ``STATUS_EXPIRED`` means a command *arrived* after its ``end_time``
-    (``protos/bosdyn/api/robot_command.proto:207``). Their RL Researcher Kit says that when joint
+    (``protos/bosdyn/api/robot_command.proto:204``). Their RL Researcher Kit says that when joint
     commands stop "robot will revert to bosdyns standing controller" (github
     boston-dynamics/spot-rl-example ``python/spot/spot.py:124-125``).
 
@@ -187,6 +190,7 @@ class RobotBody:
             "state_snapshots": 0,
             "stalls": 0,
             "dropped_steps": 0,
+            "falls": 0,
         }
         self.longest_stall_s = 0.0
         model = self.backend.mj_model
@@ -237,6 +241,8 @@ class RobotBody:
                 self._arriving: deque[JointTarget] = deque()
             self.snapshots: deque[Snapshot] = deque(maxlen=512)  # the stream sends each, in order
             self._seq = 0
+            self._stood = False  # it stood since motor power came on: a fall can be told from a sit
+            self._fallen = False
             self._snapshot_now(self.clock_ns())
 
     def start(self) -> None:
@@ -578,6 +584,8 @@ class RobotBody:
             self._motion = None
             if self._settle_after:
                 self._settle_after = False
+                if self.backend.state().base_pos[2] > FALL_HEIGHT_M:  # up on its legs (not fallen, not sitting)
+                    self._stood, self._fallen = True, False
                 self._settle()
             elif self._off_after_motion:
                 self._off_after_motion = False
@@ -607,6 +615,7 @@ class RobotBody:
         self._lapsed_at = None
 
     def _motors_off(self) -> None:
+        self._stood = False
         self._set_damping(0.0)
         self.backend.set_gains(np.full(12, OFF_KP), np.full(12, OFF_KD))
         self.backend.set_targets(self.backend.state().q)
@@ -641,6 +650,17 @@ class RobotBody:
         contacts = tuple(g in touching for g in self._foot_geom_ids)
         # Each foot's sole in the body frame: R^T (centre - base) minus the radius along gravity.
         feet = (data.geom_xpos[self._foot_geoms] - s.base_pos) @ rot - rot[2] * self._foot_radius
+        if self._stood and not self._fallen and self.behaviour in (Behaviour.STAND, Behaviour.JOINT, Behaviour.HOLD):
+            z, upright = float(s.base_pos[2]), float(rot[2, 2])
+            if z < FALL_HEIGHT_M or upright < FALL_UPRIGHT_MIN:
+                self._fallen = True
+                self.counters["falls"] += 1
+                self._tell(
+                    "fall",
+                    "fell",
+                    f"Spot fell in {self.behaviour.value}: base {z:.2f} m above the floor, tilted "
+                    f"{math.degrees(math.acos(max(-1.0, min(1.0, upright)))):.0f} deg",
+                )
         self._seq += 1
         self.counters["state_snapshots"] += 1
         self.snapshots.append(

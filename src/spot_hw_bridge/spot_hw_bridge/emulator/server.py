@@ -206,7 +206,7 @@ class SpotEmulator:
             f"{body.get('joint_control_expiries', 0)} lapses, {body.get('joint_control_resumes', 0)} resumed; "
             f"expiry={self.expiry.value}), {counts.get('stream', 0)} stream ends, "
             f"{counts.get('lease', 0)} lease changes, "
-            f"{counts.get('power', 0)} power changes, {stalls} stalls"
+            f"{counts.get('power', 0)} power changes, {body.get('falls', 0)} falls, {stalls} stalls"
             + (
                 f" (longest {longest:.0f} ms, {body.get('dropped_steps', 0)} physics steps dropped, "
                 f"{self.counters['state_samples_skipped']} state samples skipped)"
@@ -290,7 +290,7 @@ v5.1.4, github boston-dynamics/spot-sdk; the RL Researcher Kit, github boston-dy
   loads        the torque the controller in charge applies, N*m about the joint axis; standing:
                knees about +15..+20, hips a few N*m, steady.
   late command a command arriving after its own end_time ends the stream with STATUS_EXPIRED:
-               what that status means (robot_command.proto:207).
+               what that status means (robot_command.proto:204).
   expiry       --on-expiry stand (default): when the command in force passes its end_time with no
                newer one, the robot stands on its own, the stream stays open and the next command in
                time resumes joint control ("robot will revert to bosdyns standing controller",
