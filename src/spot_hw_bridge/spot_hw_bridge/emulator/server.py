@@ -288,7 +288,9 @@ v5.1.4, github boston-dynamics/spot-sdk; the RL Researcher Kit, github boston-dy
                The feet move on straight lines; the stand is damped to rest. Real Spot: its own
                balance controller; loads are the measured torques (joint_control/README.md:73).
   loads        the torque the controller in charge applies, N*m about the joint axis; standing:
-               knees about +15..+20, hips a few N*m, steady.
+               knees about +14..+24, hips a few N*m, steady. Real Spot: sign not stated; BD's
+               squat example feeds loads measured standing back as feed-forward (noarm_squat.py:
+               105-119). --fault flipped_loads reports them negated (the bridge then refuses).
   late command a command arriving after its own end_time ends the stream with STATUS_EXPIRED:
                what that status means (robot_command.proto:204).
   expiry       --on-expiry stand (default): when the command in force passes its end_time with no
@@ -302,8 +304,11 @@ v5.1.4, github boston-dynamics/spot-sdk; the RL Researcher Kit, github boston-dy
   state        the stream carries contact_states (robot_state.proto:898); GetRobotState carries
                foot_state and a transforms snapshot: body (root), odom, vision, flat_body,
                feet_center, gpe (robot_state.proto:419-457).
-  console      one line per expiry, stream end, lease change, power change, stall (and joint
-               activation, stand/sit, fault); a summary with the counts at exit.
+  console      one line per expiry, stream end, lease change, power change, stall, fall (and
+               joint activation, stand/sit, fault); a summary with the counts at exit.
+  not emulated stepping (a disturbed emulated Spot drags its feet back under its stand),
+               StanceCommand, STATUS_TOO_DISTANT, velocity_safety_limit, behaviour faults.
+More, with the hand-over from Spot's stand to a policy: docs/JETSON.md, section 8.
 """
 
 
