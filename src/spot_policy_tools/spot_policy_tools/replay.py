@@ -243,6 +243,10 @@ def read_recording(bag: str | Path) -> Recording:
             "to the cut, or copy it again"
         ) from exc
     topics = {kind: conns[0].topic for kind, conns in found.items()}
+    # Each state topic in stamp order: a recorder that matched a transient-local publisher late gets
+    # the history it missed after newer messages (the node got them in order).
+    for kind in ("joint_states", "imu", "odom"):
+        inputs[kind].sort(key=lambda m: (m.stamp_ns, m.order))
     rec = _assemble(bag, inputs, commands, observations, actions, steps, events, topics)
     if unreadable:
         rec.notes.append(f"{unreadable} input message(s) in the bag cannot be read (the node counted them as bad)")

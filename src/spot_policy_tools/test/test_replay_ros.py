@@ -10,6 +10,7 @@ import json
 import threading
 import time
 from collections.abc import Iterator
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -24,6 +25,7 @@ from rosgraph_msgs.msg import Clock
 from std_msgs.msg import Float32MultiArray, Int64MultiArray, String
 
 from spot_policy.core import contract
+from spot_policy.core.controller import ControllerConfig
 from spot_policy.core.onnx_mlp import mlp_forward, random_mlp
 from spot_policy.ros import debug_stream as debug
 from spot_policy.ros.policy_node import PolicyNode
@@ -111,12 +113,10 @@ def test_debug_stream_says_what_each_step_saw(tmp_path: Path) -> None:
     start = events[0]
     assert start["event"] == "start" and start["seq"] == 0 and start["trigger"] == "input"
     assert start["onnx_sha256"] == hashlib.sha256((run / "exported" / "policy.onnx").read_bytes()).hexdigest()
-    assert start["config"] == {
-        "stand_duration_s": 0.1,
-        "soft_start_s": 0.0,
-        "input_timeout_s": None,
-        "cmd_vel_timeout_s": 0.5,
-    }
+    # The whole controller config, so a replay builds the same controller (the node's defaults but these).
+    assert start["config"] == asdict(
+        ControllerConfig(stand_duration_s=0.1, soft_start_s=0.0, input_timeout_s=None, cmd_vel_timeout_s=0.5)
+    )
     assert start["obs_terms"][0] == ["base_lin_vel", "base_lin_vel", 0, 3] and start["obs_terms"][-1][3] == 48
     assert start["action_joints"] == list(contract.ISAAC_JOINT_ORDER)
     assert start["step_fields"] == list(debug.STEP_FIELDS)
@@ -160,17 +160,19 @@ def test_debug_stream_says_what_each_step_saw(tmp_path: Path) -> None:
 
 def test_publish_debug_false_publishes_no_debug_stream(tmp_path: Path) -> None:
     run = make_run(tmp_path)
+    # A name of its own: the graph may still list an earlier test's policy_node for a while.
     node = PolicyNode(
+        cli_args=["--ros-args", "-r", "__node:=policy_node_no_debug"],
         parameter_overrides=[
             Parameter("policy", value=str(run)),
             Parameter("providers", value=["cpu"]),
             Parameter("publish_debug", value=False),
-        ]
+        ],
     )
     try:
-        topics = {name for name, _ in node.get_publisher_names_and_types_by_node("policy_node", "/")}
+        topics = {name for name, _ in node.get_publisher_names_and_types_by_node("policy_node_no_debug", "/")}
         assert "/joint_command" in topics
-        assert not topics & {f"/policy_node/{n}" for n in ("observation", "action", "step", "events")}
+        assert not topics & {f"/policy_node_no_debug/{n}" for n in ("observation", "action", "step", "events")}
     finally:
         node.destroy_node()
 
