@@ -2,7 +2,7 @@
 
 A kinematic replay (no physics): the recorded base pose and joint angles are set into the MuJoCo
 model built with the trial's terrain, ``mj_forward`` places the bodies, the model's ``track``
-camera follows the robot. Small (320x240, 10 fps, at most 8 s around the failure) so a report
+camera follows the robot. Small (256x192, 8 fps, at most 6 s around the failure) so a report
 with several failures stays a few MB and opens from disk.
 """
 
@@ -17,8 +17,8 @@ from spot_policy.core import contract
 from spot_policy_tools.evaluate.metrics import TrialData
 from spot_sim_bridge.core.terrain import TerrainSpec
 
-WIDTH, HEIGHT, FPS = 320, 240, 10
-WINDOW_S = 8.0
+WIDTH, HEIGHT, FPS = 256, 192, 8
+WINDOW_S = 6.0
 
 
 def frame_times(t: np.ndarray, focus_s: float | None) -> np.ndarray:

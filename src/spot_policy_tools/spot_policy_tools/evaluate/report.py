@@ -156,8 +156,9 @@ def line_chart(
     width: int = 360,
     height: int = 200,
     hline: float | None = None,
+    y_range: tuple[float, float] | None = None,
 ) -> str:
-    """An SVG line chart: series as (label, xs, ys, colour, dashed)."""
+    """An SVG line chart: series as (label, xs, ys, colour, dashed); ``y_range`` fixes the y axis."""
     xs = [x for _, sx, sy, _, _ in series for x, y in zip(sx, sy, strict=False) if y is not None]
     ys = [y for _, sx, sy, _, _ in series for y in sy if y is not None]
     if hline is not None:
@@ -172,7 +173,7 @@ def line_chart(
     if y1 == y0:
         y0, y1 = y0 - 0.5, y1 + 0.5
     pad = 0.06 * (y1 - y0)
-    y0, y1 = y0 - pad, y1 + pad
+    y0, y1 = y_range if y_range is not None else (y0 - pad, y1 + pad)
 
     def px(x: float) -> float:
         return left + (x - x0) / (x1 - x0) * (width - left - right)
@@ -230,7 +231,8 @@ def heat_map(cells: Mapping[tuple[float, float, float], float | None], limit: fl
     vxs = sorted({k[0] for k in cells}, reverse=True)
     cols = sorted({(k[1], k[2]) for k in cells})
     cw, ch, left, top = 58, 26, 58, 40
-    width, height = left + cw * len(cols) + 10, top + ch * len(vxs) + 30
+    width = max(left + cw * len(cols) + 10, 7 * len(title) + 10, 300)
+    height = top + ch * len(vxs) + 30
     parts = [
         f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" class="chart">',
         f'<text x="4" y="14" class="t">{_esc(title)}</text>',
@@ -300,7 +302,7 @@ CSS = """
 body{font:14px/1.45 system-ui,sans-serif;margin:24px;color:#1f2328;max-width:1400px}
 h1{font-size:22px}h2{font-size:18px;margin-top:32px;border-bottom:1px solid #d0d7de}
 table{border-collapse:collapse;margin:8px 0}td,th{border:1px solid #d0d7de;padding:3px 7px;text-align:right}
-th{background:#f6f8fa}td{white-space:nowrap}td.n,th.n{text-align:left}.pass{background:#dafbe1}.fail{background:#ffebe9}
+th{background:#f6f8fa}td{white-space:nowrap}td.n,th.n{text-align:left}td.fail{white-space:normal;min-width:200px}.pass{background:#dafbe1}.fail{background:#ffebe9}
 .info{background:#f6f8fa}.better{font-weight:bold}.sig{color:#8250df}.small{font-size:12px;color:#57606a}
 .chart{background:#fff;border:1px solid #eaeef2;margin:4px}.t{font-size:12px;font-weight:600}.l{font-size:10px}
 .v{font-size:10px}.ax{stroke:#57606a}.thr{stroke:#d1242f;stroke-dasharray:3 3}.grid{stroke:#d0d7de;fill:none}
@@ -423,17 +425,18 @@ def robustness_curves(doc: Mapping[str, Any]) -> str:
                 label: {v: _mean(doc["policies"][i]["scenarios"][n], "push_survived_m_s") for v, n in points}
                 for i, (label, points) in enumerate(by_label.items())
             }
-            charts.append(radar(values, f"{base}: largest push survived by direction", "m/s"))
+            charts.append(radar(values, f"{base}: largest push survived", "m/s", size=260))
             continue
         short = key.split(".")[-1]
-        for metric, label in (("tracking_vxy_mean_m_s", "vxy error m/s"), ("survived", "survival rate")):
+        for metric, label in (("tracking_vxy_mean_m_s", "vxy error m/s"), ("survived", "survival")):
             series = []
             for i, (policy_label, points) in enumerate(by_label.items()):
                 points = sorted(points)
                 policy = next(pp for pp in doc["policies"] if pp["label"] == policy_label)
                 ys = [_mean(policy["scenarios"][n], metric) for _, n in points]
                 series.append((policy_label, [v for v, _ in points], ys, PALETTE[i % len(PALETTE)], False))
-            charts.append(line_chart(series, f"{base}: {label} vs {short}", short, label))
+            fixed = (0.0, 1.05) if metric == "survived" else None
+            charts.append(line_chart(series, f"{base}: {label}", short, label, width=380, y_range=fixed))
     return '<div class="flex">' + "".join(charts) + "</div>" if charts else "<p>No sweep in this suite.</p>"
 
 
@@ -461,7 +464,7 @@ def scenario_plots(doc: Mapping[str, Any], traces: Mapping[tuple[str, str], Mapp
             for trial in (entry or {}).get("trials", []):
                 if trial.get("media_data"):
                     media.append(
-                        f'<figure><img src="data:image/gif;base64,{trial["media_data"]}" width="320" height="240" '
+                        f'<figure><img src="data:image/gif;base64,{trial["media_data"]}" width="256" height="192" '
                         f'alt="failed trial"><figcaption>{_esc(p["label"])} trial {trial["trial"]}: '
                         f"{_esc(', '.join(trial.get('failed_checks') or []) or trial.get('error') or '')}"
                         "</figcaption></figure>"

@@ -1,0 +1,219 @@
+"""spot-policy evaluate end to end: the shipped sim bridge and policy node over DDS, lockstep, one ROS
+domain per trial; the report in a real headless Chromium; a degraded policy caught; reproducible
+results on any worker count and on Ray; bad input; Ctrl-C.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from spot_policy.core import paths
+from spot_policy_tools import cli
+
+SHIPPED = paths.config_dir() / "policies" / "spot_flat_mjx"
+#: The scenarios the comparison tests use (5 trials: tracking x2, push, noise, NaN).
+SUBSET = ["track_steps", "push_walking", "sensing_noise", "safety_nan"]
+
+
+def evaluate(*args: str) -> int:
+    return cli.main(["evaluate", "--quiet", *args])
+
+
+def results(out: Path) -> dict:
+    return json.loads((out / "results.json").read_text())
+
+
+@pytest.fixture(scope="module")
+def quick_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("quick") / "eval"
+    assert evaluate("--suite", "quick", "--workers", "2", "--out", str(out)) == 0
+    return out
+
+
+def test_shipped_policy_passes_quick(quick_run: Path) -> None:
+    doc = results(quick_run)
+    assert doc["schema"] == "spot_policy.evaluate/1" and doc["complete"]
+    policy = doc["policies"][0]
+    failed = {n: s["failed_checks"] for n, s in policy["scenarios"].items() if s["passed"] is not True}
+    assert not failed, failed
+    assert policy["score"]["passed_all"] and policy["score"]["judged"] == len(policy["scenarios"]) == 7
+    nan = policy["scenarios"]["safety_nan"]["trials"][0]["metrics"]
+    assert nan["faulted"] and nan["fault_detect_s"] == 0.0 and 0.0 < nan["safe_state_s"] <= 0.15
+    timing = json.loads((quick_run / "timing.json").read_text())
+    assert timing["sim_s"] > 50 and len(timing["trials"]) == 8
+
+
+def _chromium() -> str:
+    found = shutil.which("chromium") or shutil.which("chromium-browser")
+    assert found, "Chromium is missing: run scripts/setup (installs Debian's chromium)"
+    return found
+
+
+def _open(page: Path, shot: Path | None = None) -> tuple[str, str]:
+    """(DOM, stderr) of a page in headless Chromium; console messages are logged to stderr."""
+    base = [_chromium(), "--headless", "--no-sandbox", "--disable-gpu", "--enable-logging=stderr", "--v=0"]
+    base += ["--window-size=1400,1100", f"--user-data-dir={page.parent / '.chromium'}"]
+    if shot is not None:
+        shot_args = [*base, f"--screenshot={shot}", page.as_uri()]
+        return "", subprocess.run(shot_args, capture_output=True, text=True, timeout=120).stderr
+    run = subprocess.run([*base, "--dump-dom", page.as_uri()], capture_output=True, text=True, timeout=120)
+    return run.stdout, run.stderr
+
+
+def _console(stderr: str) -> list[str]:
+    return [line for line in stderr.splitlines() if "CONSOLE" in line]
+
+
+def test_report_opens_in_chromium_without_console_errors(quick_run: Path, tmp_path: Path) -> None:
+    # The detector sees a console error when there is one (else this test could not fail).
+    bad = tmp_path / "bad.html"
+    bad.write_text("<html><body><script>console.error('broken report')</script></body></html>")
+    assert any("broken report" in line for line in _console(_open(bad)[1]))
+
+    page = tmp_path / "report.html"
+    shutil.copy(quick_run / "report.html", page)
+    dom, stderr = _open(page)
+    assert not _console(stderr), _console(stderr)
+    assert '<table id="scorecard">' in dom
+    scorecard = dom.split('<table id="scorecard">', 1)[1].split("</table>", 1)[0]
+    assert scorecard.count("<tr>") == 1 + 7 and scorecard.count(">PASS<") == 7
+    assert "http://" not in dom.replace('xmlns="http://www.w3.org/2000/svg"', "")
+
+    shot = tmp_path / "report.png"
+    _, stderr = _open(page, shot)
+    assert not _console(stderr)
+    import imageio.v3 as iio
+
+    image = iio.imread(shot)[:, :, :3].astype(int)
+    # The scorecard is drawn: its verdict column (the first pass-coloured cells from the top) holds
+    # one pass-coloured cell per scenario, stacked between 1 px borders.
+    passed = np.all(np.abs(image - np.array([218, 251, 225])) <= 2, axis=2)
+    assert passed.any(), "no pass-coloured cell in the screenshot"
+    y0 = int(np.flatnonzero(passed.any(axis=1))[0])
+    xs = np.flatnonzero(passed[y0 + 3])
+    x = int(xs[np.argmax(passed[:, xs].sum(axis=0))])
+    edges = np.diff(np.concatenate([[0], passed[:, x].astype(int), [0]]))
+    cells = [e - s for s, e in zip(np.flatnonzero(edges == 1), np.flatnonzero(edges == -1), strict=True) if e - s >= 10]
+    assert len(cells) == 7, f"{len(cells)} verdict cells in the screenshot's scorecard"
+
+
+def _degraded_policy(where: Path) -> Path:
+    """The shipped run folder with its ONNX output scaled by 0.5 (a policy that barely moves its legs)."""
+    import onnx
+    from onnx import helper, numpy_helper
+
+    run = where / "spot_flat_degraded"
+    shutil.copytree(SHIPPED / "params", run / "params")
+    (run / "exported").mkdir(parents=True)
+    model = onnx.load(str(SHIPPED / "exported" / "policy.onnx"))
+    graph = model.graph
+    out = graph.output[0]
+    raw = f"{out.name}_unscaled"
+    for node in graph.node:
+        node.output[:] = [raw if o == out.name else o for o in node.output]
+    graph.initializer.append(numpy_helper.from_array(np.array(0.5, dtype=np.float32), "half"))
+    graph.node.append(helper.make_node("Mul", [raw, "half"], [out.name]))
+    onnx.checker.check_model(model)
+    onnx.save(model, str(run / "exported" / "policy.onnx"))
+    return run
+
+
+def test_degraded_policy_fails_named_scenarios(quick_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    degraded = _degraded_policy(tmp_path)
+    out = tmp_path / "eval"
+    scenarios = [a for n in ("track_steps", "turn_sidestep", "safety_nan") for a in ("--scenario", n)]
+    code = evaluate(
+        "--policy", str(degraded), "--policy", "spot_flat_mjx", "--suite", "quick", *scenarios,
+        "--workers", "2", "--baseline", str(quick_run / "results.json"), "--out", str(out),
+    )  # fmt: skip
+    printed = capsys.readouterr().out
+    assert code == 1  # the first policy against the shipped policy's quick results
+    regressed = printed.split("regressed against", 1)[1]
+    assert "track_steps" in regressed and "turn_sidestep" in regressed and "safety_nan" not in regressed
+    doc = results(out)
+    bad, good = doc["policies"]
+    assert bad["label"] == "spot_flat_degraded" and good["label"] == "spot_flat_mjx"
+    assert bad["scenarios"]["track_steps"]["passed"] is False
+    assert "tracking_vxy_max_m_s" in bad["scenarios"]["track_steps"]["failed_checks"]
+    assert bad["scenarios"]["safety_nan"]["passed"] is True  # the node's safety does not depend on the policy
+    assert good["score"]["passed_all"]
+    row = doc["comparison"]["scenarios"]["track_steps"]["metrics"]["tracking_vxy_worst_m_s"]
+    assert row["better"] == "spot_flat_mjx" and row["delta"]["spot_flat_mjx"]["significant"]
+    # A failed trial comes with a GIF around the failure, inlined into the report.
+    media = [t["media"] for t in bad["scenarios"]["track_steps"]["trials"] if t["media"]]
+    assert media and (out / media[0]).read_bytes()[:6] == b"GIF89a"
+    assert "data:image/gif;base64," in (out / "report.html").read_text()
+
+
+def test_results_are_the_same_on_any_worker_count_and_on_ray(tmp_path: Path) -> None:
+    scenarios = [a for n in SUBSET for a in ("--scenario", n)]
+    outs = {}
+    for name, extra in (("one", ["--workers", "1"]), ("two", ["--workers", "2"])):
+        outs[name] = tmp_path / name
+        assert evaluate("--suite", "quick", *scenarios, *extra, "--out", str(outs[name])) == 0
+    import ray
+
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)  # a local Ray instance for this test
+    try:
+        outs["ray"] = tmp_path / "ray"
+        assert evaluate("--suite", "quick", *scenarios, "--ray", "auto", "--out", str(outs["ray"])) == 0
+    finally:
+        ray.shutdown()
+    texts = {name: (out / "results.json").read_bytes() for name, out in outs.items()}
+    assert texts["one"] == texts["two"] == texts["ray"]
+    doc = json.loads(texts["one"])
+    assert doc["complete"] and len(doc["policies"][0]["scenarios"]) == len(SUBSET)
+    # Two trials of one scenario differ (seeded initial pose): the spread is real, not a copy.
+    trials = doc["policies"][0]["scenarios"]["track_steps"]["trials"]
+    assert trials[0]["metrics"]["tracking_vxy_rms_m_s"] != trials[1]["metrics"]["tracking_vxy_rms_m_s"]
+
+
+def test_bad_input_is_one_line_and_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    suite = tmp_path / "bad.yaml"
+    suite.write_text(
+        "suite: bad\nscenarios:\n  - name: x\n"
+        "    commands: [{mode: walk, duration: 2}]\n    environment: {friction: -1}\n"
+    )
+    assert evaluate("--suite", str(suite), "--out", str(tmp_path / "a")) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "bad.yaml: scenarios[0] (x): 'environment.friction' is -1" in err[0] and "fix:" in err[0]
+    baseline = tmp_path / "b.json"
+    baseline.write_text('{"schema": "something else"}')
+    assert evaluate("--baseline", str(baseline), "--out", str(tmp_path / "b")) == 2
+    assert "fix: give a results.json" in capsys.readouterr().err
+    assert evaluate("--policy", str(tmp_path / "nowhere"), "--out", str(tmp_path / "c")) == 2
+    assert "no such run folder" in capsys.readouterr().err
+    assert evaluate("--suite", "quick", "--scenario", "nope", "--out", str(tmp_path / "d")) == 2
+
+
+def test_ctrl_c_keeps_the_finished_trials(tmp_path: Path) -> None:
+    out = tmp_path / "eval"
+    scenarios = [a for n in ("low_friction", "payload_5kg", "turn_sidestep") for a in ("--scenario", n)]
+    command = [sys.executable, "-m", "spot_policy_tools.cli", "evaluate", "--suite", "quick", *scenarios,
+               "--out", str(out)]  # fmt: skip
+    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=dict(os.environ))
+    deadline = time.monotonic() + 240
+    seen = ""
+    while time.monotonic() < deadline:
+        line = proc.stderr.readline()
+        seen += line
+        if "1/3 trials" in line:
+            proc.send_signal(signal.SIGINT)
+            break
+    _stdout, stderr = proc.communicate(timeout=240)
+    assert proc.returncode == 130, seen + stderr
+    doc = results(out)
+    assert doc["complete"] is False
+    trials = sum(len(s["trials"]) for s in doc["policies"][0]["scenarios"].values())
+    assert 1 <= trials < 3
+    assert (out / "report.html").is_file()
