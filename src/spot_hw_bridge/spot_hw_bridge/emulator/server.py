@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
+import queue
 import sys
 import tempfile
 import threading
@@ -99,6 +100,8 @@ class SpotEmulator:
         self.log_lines: deque[str] = deque(maxlen=2000)
         self.event_counts: dict[str, int] = {}
         self._on_log = on_log
+        self._log_queue: queue.SimpleQueue[str | None] = queue.SimpleQueue()
+        self._log_writer: threading.Thread | None = None
         self._log_lock = threading.Lock()
         self._t0 = time.monotonic()
         self.stopping = False
@@ -141,6 +144,9 @@ class SpotEmulator:
         self._server.start()
         self._housekeeper = threading.Thread(target=self._housekeep, name="spot_emulator_estop", daemon=True)
         self._housekeeper.start()
+        if self._on_log is not None:
+            self._log_writer = threading.Thread(target=self._write_log, name="spot_emulator_log", daemon=True)
+            self._log_writer.start()
         return self
 
     def stop(self) -> None:
@@ -153,6 +159,9 @@ class SpotEmulator:
             self._housekeeper.join(timeout=2.0)
         if self.body is not None:
             self.body.stop()
+        if self._log_writer is not None:
+            self._log_queue.put(None)  # the lines so far are written before stop returns
+            self._log_writer.join(timeout=2.0)
         if self._tmp is not None:
             self._tmp.cleanup()
             self._tmp = None
@@ -191,6 +200,10 @@ class SpotEmulator:
             self.event_counts[kind] = self.event_counts.get(kind, 0) + 1
             self.log_lines.append(line)
         if self._on_log is not None:
+            self._log_queue.put(line)  # written on a thread of its own: a slow console never holds the body
+
+    def _write_log(self) -> None:
+        while (line := self._log_queue.get()) is not None:
             with contextlib.suppress(Exception):  # a closed console must not stop the robot
                 self._on_log(line)
 
