@@ -151,8 +151,8 @@ def main(args: argparse.Namespace) -> int:
         print(f"spot-policy robot: error: {failure}", file=sys.stderr)
         if robot:  # what the robot was left doing matters most when the run broke
             print(
-                f"robot side: final behaviour {robot['final_behaviour']}, falls {robot['falls']}, joint control "
-                f"expiries {robot['joint_control_expiries']}, lease returned: {robot['lease_returned']}"
+                f"robot side: final behaviour {robot['final_behaviour']}, joint control expiries "
+                f"{robot['joint_control_expiries']}, falls {robot['falls']}, lease returned: {robot['lease_returned']}"
             )
         return 1
     extra = {
