@@ -280,7 +280,8 @@ class SpotEmulator:
     def status(self) -> dict[str, object]:
         body = self.body
         return {
-            "behaviour": body.behaviour.value,
+            # joint_control_lapsed: joint control active, the robot standing on its own (ExpiryMode.STAND)
+            "behaviour": body.behaviour.value + ("_lapsed" if body.joint_lapsed else ""),
             "motor_power_on": body.motor_power_on,
             "lease_owner": self.lease_owner,
             "estopped": self.services.estop_level() != 4,
