@@ -85,11 +85,18 @@ def bridge_overrides(items: list[str]) -> dict[str, object]:
         if not sep or not key.strip():
             raise ValueError(f"--bridge {item!r} is not KEY=VALUE; fix: e.g. --bridge terrain=slope")
         try:
-            params[key.strip()] = yaml.safe_load(text)
+            value = yaml.safe_load(text)
         except yaml.YAMLError:
             raise ValueError(
                 f"--bridge {item!r}: the value is not YAML; fix: e.g. --bridge payload_offset=[0.1,0,0]"
             ) from None
+        key = key.strip()
+        # ROS parameters are typed: numbers are doubles (a seed is an integer), a list holds one type.
+        if isinstance(value, list) and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value):
+            value = [float(v) for v in value]
+        elif isinstance(value, int) and not isinstance(value, bool) and not key.endswith("_seed"):
+            value = float(value)
+        params[key] = value
     return params
 
 

@@ -277,3 +277,18 @@ def test_results_schema_is_documented() -> None:
         assert f"`{key}`" in text
     for key in yaml.safe_load((SCENARIOS / "quick.yaml").read_text())["thresholds"]:
         assert f"`{key}`" in text
+
+
+def test_sim_bridge_overrides_are_typed_for_ros() -> None:
+    from spot_policy_tools.sim_job import bridge_overrides
+
+    params = bridge_overrides(["terrain=slope", "terrain_slope_deg=8", "imu_gyro_bias=[0,0,0.05]", "terrain_seed=3"])
+    assert params == {
+        "terrain": "slope",
+        "terrain_slope_deg": 8.0,
+        "imu_gyro_bias": [0.0, 0.0, 0.05],
+        "terrain_seed": 3,
+    }
+    assert isinstance(params["terrain_slope_deg"], float) and isinstance(params["terrain_seed"], int)
+    with pytest.raises(ValueError, match="not KEY=VALUE; fix:"):
+        bridge_overrides(["terrain"])
