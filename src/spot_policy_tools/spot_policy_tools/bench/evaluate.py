@@ -6,7 +6,7 @@
 - ``evaluate_standard``: the ``standard`` suite's wall time with ``--workers 2`` (minutes).
 
 Each run is ``spot-policy evaluate`` in a subprocess; its process tree is sampled from /proc for
-memory (a worker's RSS plus its sim bridge's, policy node's and recorder's).
+memory (a worker's RSS plus its sim bridge's and policy node's).
 """
 
 from __future__ import annotations
@@ -129,7 +129,7 @@ def bench_evaluate(args: argparse.Namespace) -> list[Row]:
         ),
         Row(
             "evaluate",
-            "peak memory per worker (worker + its sim bridge, policy node, recorder)",
+            "peak memory per worker (worker + its sim bridge and policy node)",
             "MB",
             max(workers, default=float("nan")),
             float("nan"),

@@ -52,7 +52,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--ray", default=None, metavar="ADDRESS", help="run trials as Ray tasks on this cluster ('auto')"
     )
     parser.add_argument("--seed", type=int, default=None, help="override the suite's seed")
-    parser.add_argument("--keep-bags", action="store_true", help="keep every trial's bag (default: failed trials only)")
     parser.add_argument("--no-media", action="store_true", help="no GIF of failed trials")
     parser.add_argument("--strict", action="store_true", help="exit 1 when any judged scenario fails")
     parser.add_argument("--quiet", action="store_true", help="no progress line")
@@ -106,7 +105,7 @@ def main(args: argparse.Namespace) -> int:
         return _fail(f"{out} is not empty; fix: choose another --out")
     out.mkdir(parents=True, exist_ok=True)
 
-    specs = runner.trial_specs(suite, infos, out, args.keep_bags, not args.no_media)
+    specs = runner.trial_specs(suite, infos, out, not args.no_media)
     total_sim = sum(s.scenario.duration_s() for s in specs)
     where = f"Ray at {args.ray}" if args.ray else f"{args.workers} worker{'s' if args.workers > 1 else ''}"
     print(

@@ -26,18 +26,22 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import rclpy
+from diagnostic_msgs.msg import DiagnosticArray
 from geometry_msgs.msg import Twist
+from nav_msgs.msg import Odometry
 from rcl_interfaces.msg import Parameter as ParameterMsg
 from rcl_interfaces.msg import ParameterType, ParameterValue
 from rcl_interfaces.srv import SetParameters
 from rclpy.executors import SingleThreadedExecutor
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
+from rclpy.serialization import deserialize_message
 from rosgraph_msgs.msg import Clock as ClockMsg
 from sensor_msgs.msg import JointState
 from std_msgs.msg import String
 from std_srvs.srv import Trigger
 
 from spot_policy.core import contract
+from spot_policy.ros.polling import PolledGroup, take_raw
 
 #: cmd_vel is re-sent this often (sim s): the node zeroes a command older than 0.5 s.
 REFRESH_S = 0.25
@@ -50,6 +54,8 @@ WAIT_START_S = 0.05
 
 LATCHED = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
 EVENTS = QoSProfile(depth=200, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
+#: The ground truth is taken in batches while the driver waits; deep enough for a whole trial.
+GROUND_TRUTH = QoSProfile(depth=5000, reliability=ReliabilityPolicy.RELIABLE)
 MARKERS = QoSProfile(depth=50, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
 
 
@@ -98,6 +104,26 @@ class TrialDriver:
         self.request_events: list[dict] = []
         n.create_subscription(String, f"/{policy_node}/events", self._on_event, EVENTS)
         self.cmd_sent = 0
+        # What the metrics read, recorded here rather than by a recorder process (one process less
+        # per trial, and no late joiner: the driver sees the first instant before it starts).
+        self._truth: list[tuple[str, type, object]] = []
+        self._polled = []
+        for name, msg_type in (
+            ("ground_truth/odom", Odometry),
+            ("ground_truth/joint_states", JointState),
+            ("ground_truth/joint_targets", JointState),
+        ):
+            sub = n.create_subscription(
+                msg_type, f"/{bridge}/{name}", _never_called, GROUND_TRUTH, raw=True, callback_group=PolledGroup()
+            )
+            self._polled.append((f"sim_bridge/{name}", msg_type, sub))
+        self.messages: list[tuple[str, object]] = []  # events and diagnostics, as messages
+        n.create_subscription(
+            String, f"/{bridge}/events", lambda m: self.messages.append(("sim_bridge/events", m)), EVENTS
+        )
+        n.create_subscription(
+            DiagnosticArray, contract.TOPIC_DIAGNOSTICS, lambda m: self.messages.append(("diagnostics", m)), 50
+        )
         self.modes = {m: n.create_client(Trigger, f"/{policy_node}/{m}") for m in ("stand", "walk", "stop")}
         self.reset_client = n.create_client(Trigger, f"/{bridge}/reset")
         self.push_client = n.create_client(Trigger, f"/{bridge}/push")
@@ -108,6 +134,7 @@ class TrialDriver:
         self._cmd = (0.0, 0.0, 0.0)
 
     def _on_event(self, msg: String) -> None:
+        self.messages.append(("policy_node/events", msg))
         try:
             record = json.loads(msg.data)
         except ValueError:
@@ -130,6 +157,20 @@ class TrialDriver:
             if time.monotonic() > end:
                 raise DriverError(f"timed out after {timeout_s:.0f} s waiting for {what}")
             self.executor.spin_once(timeout_sec=0.02)  # wakes at once on a message or an answer
+            self.drain()
+
+    def drain(self) -> int:
+        """Take the ground truth that arrived (raw bytes; decoded in :meth:`series`)."""
+        before = len(self._truth)
+        for name, msg_type, sub in self._polled:
+            while (taken := take_raw(sub)) is not None:
+                self._truth.append((name, msg_type, taken[0]))
+        return len(self._truth) - before
+
+    def series(self) -> list[tuple[str, object]]:
+        """Everything recorded, as (topic, message): the input of trial_data.collect."""
+        self.drain()
+        return [(name, deserialize_message(data, t)) for name, t, data in self._truth] + list(self.messages)
 
     def call(self, client, request, alive: Callable[[], str | None], timeout_s: float = 30.0):
         future = client.call_async(request)
@@ -174,27 +215,16 @@ class TrialDriver:
         self.marker_pub.publish(String(data=f'{{"segment": "{name}", "index": {index}, "t": {t_ns * 1e-9:.9f}}}'))
 
     # ------------------------------------------------------------------ the trial
-    def start(
-        self,
-        reset_pose: dict[str, float] | None,
-        first_mode: str,
-        alive: Callable[[], str | None],
-        recorded: tuple[str, ...] = (),
-    ) -> None:
-        """Nodes up, the recorder subscribed to every topic in ``recorded`` (it would miss what is
-        published before; on a loaded machine discovery takes seconds), the robot reset (to
-        ``reset_pose``), the policy in ``first_mode`` at sim time 0."""
+    def start(self, reset_pose: dict[str, float] | None, first_mode: str, alive: Callable[[], str | None]) -> None:
+        """Nodes up, the bridge's ground truth arriving here (the start state, which the bridge
+        republishes until the first command), the robot reset (to ``reset_pose``), the policy in
+        ``first_mode`` at sim time 0."""
         clients = [*self.modes.values(), self.reset_client, self.push_client, self.params_client]
         t0 = time.monotonic()
         self.spin_until(lambda: all(c.service_is_ready() for c in clients), 60.0, alive, "the nodes' services")
         debug(f"services ready after {time.monotonic() - t0:.2f} s")
-        topics = [f"/{t}" for t in recorded]
-        self.spin_until(
-            lambda: all(self.node.count_subscribers(t) > 0 for t in topics), 60.0, alive, "the recorder's subscriptions"
-        )
-        settle = time.monotonic() + 0.5  # the publishers match the recorder from the same announcements
-        self.spin_until(lambda: time.monotonic() > settle, 5.0, alive, "discovery")
-        debug(f"recorder subscribed after {time.monotonic() - t0:.2f} s")
+        self.spin_until(lambda: len(self._truth) > 0, 60.0, alive, "the sim bridge's ground truth")
+        debug(f"ground truth arriving after {time.monotonic() - t0:.2f} s")
         self.set_wait(WAIT_START_S, alive)
         self.spin_until(
             lambda: self.cmd_pub.get_subscription_count() > 0 and self.reset_pose_pub.get_subscription_count() > 0,
@@ -287,6 +317,10 @@ class TrialDriver:
             self.node.destroy_node()
         finally:
             rclpy.shutdown(context=self.context)
+
+
+def _never_called(_msg: object) -> None:
+    """Polled subscriptions are taken with take_raw, never dispatched by the executor."""
 
 
 def _time(ns: int):

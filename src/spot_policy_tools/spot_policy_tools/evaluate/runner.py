@@ -102,9 +102,7 @@ def _action_scale(spec) -> tuple[float, ...]:
     return tuple(scale.get(name, 1.0) for name in spec.joint_names)
 
 
-def trial_specs(
-    suite: Suite, policies: Sequence[PolicyInfo], out: Path, keep_bags: bool, media: bool
-) -> list[TrialSpec]:
+def trial_specs(suite: Suite, policies: Sequence[PolicyInfo], out: Path, media: bool) -> list[TrialSpec]:
     specs = []
     for info in policies:
         for scenario in suite.scenarios:
@@ -123,7 +121,6 @@ def trial_specs(
                         joint_lower=info.joint_lower,
                         joint_upper=info.joint_upper,
                         action_scale=info.action_scale,
-                        keep_bag=keep_bags,
                         media=media,
                     )
                 )

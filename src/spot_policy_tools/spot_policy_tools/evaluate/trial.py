@@ -2,8 +2,9 @@
 lockstep, in a ROS domain of its own, driven by :mod:`.driver`, recorded, then scored.
 
 Runs in any process (a local worker, a Ray task): everything it needs is in :class:`TrialSpec`
-(plain data, picklable), and it returns plain data. The trial folder keeps ``logs/``, the bag of a
-failed trial (or of every trial with ``keep_bag``) and ``failure.gif``.
+(plain data, picklable), and it returns plain data. The driver records the bridge's ground truth
+and both nodes' events itself (no recorder process). The trial folder keeps ``logs/`` and, for a
+failed trial, ``failure.gif``.
 """
 
 from __future__ import annotations
@@ -48,7 +49,6 @@ class TrialSpec:
     joint_lower: tuple[float, ...]
     joint_upper: tuple[float, ...]
     action_scale: tuple[float, ...] = (0.2,) * 12
-    keep_bag: bool = False
     media: bool = True
     extra_bridge_params: dict[str, Any] = field(default_factory=dict)
 
@@ -215,7 +215,7 @@ def run_trial_once(
 ) -> dict[str, Any]:
     """Run, record and score one trial; never raises for a trial that went wrong (``error`` says why)."""
     from spot_policy_tools.evaluate.driver import DriverError, TrialDriver, timeline
-    from spot_policy_tools.evaluate.trial_data import RECORDED, trial_data
+    from spot_policy_tools.evaluate.trial_data import TrialDataError, collect, trial_data
     from spot_policy_tools.launcher import NodeGroup
 
     scenario = spec.scenario
@@ -237,9 +237,6 @@ def run_trial_once(
         group = NodeGroup(out / "logs", env)
         driver = None
         try:
-            topics = "[" + ",".join(f'"{t}"' for t in RECORDED) + "]"  # quoted: the entries hold ':'
-            recorder = {"out": str(out / "bag"), "use_sim_time": True, "topics": topics}
-            group.start(bringup.NodeSpec("spot_policy", "recorder", "recorder", (), recorder))
             for node in bringup.sim_nodes(
                 spec.policy, realtime=False, teleop=False, extra_bridge_params=bridge_params(spec)
             ):
@@ -254,17 +251,17 @@ def run_trial_once(
             driver = TrialDriver(domain)
             _phase("nodes started")
             first_mode = segments[0][1]
-            recorded = tuple(t.split(":")[0] for t in RECORDED)
-            driver.start(initial_pose(scenario, spec.seed), first_mode, alive, recorded)
+            driver.start(initial_pose(scenario, spec.seed), first_mode, alive)
             _phase("standing")
             driver.play(points, first_mode, alive, wall_limit, progress)
+            recorded = driver.series()
             _phase("played")
         except DriverError as exc:
             result["error"] = str(exc)
         finally:
             if driver is not None:
                 driver.close()
-            group.stop(order=lambda p: 0 if p.name == "recorder" else 1)
+            group.stop()
             _phase("stopped")
     result["wall_s"] = round(time.monotonic() - started, 3)
     result["sim_s"] = end_s
@@ -275,9 +272,9 @@ def run_trial_once(
 
     terrain = terrain_of(scenario, spec.seed)
     try:
-        data, timing = trial_data(out / "bag", terrain)
-    except Exception as exc:  # a bag the recorder could not finish: the trial has no numbers
-        result["error"] = f"recording unusable: {type(exc).__name__}: {exc}"
+        data, timing = trial_data(collect(recorded), terrain)
+    except TrialDataError as exc:
+        result["error"] = f"the recording lost everything: {exc}"
         return result
     context = TrialContext(
         segments=commands,
@@ -315,6 +312,4 @@ def run_trial_once(
             result["media"] = str(gif)  # the runner makes it relative to the evaluation's folder
         except Exception as exc:  # no GL on this machine: the numbers still count
             result["media_error"] = f"{type(exc).__name__}: {exc}"
-    if not failed and not spec.keep_bag:
-        shutil.rmtree(out / "bag", ignore_errors=True)
     return result

@@ -1,6 +1,8 @@
-"""A trial's bag as arrays (:class:`~spot_policy_tools.evaluate.metrics.TrialData`), and the feet.
+"""A trial's recording as arrays (:class:`~spot_policy_tools.evaluate.metrics.TrialData`), and the feet.
 
-Reads the sim bridge's ground truth (``sim_bridge/ground_truth/{odom,joint_states,joint_targets}``)
+The evaluation's driver records the messages itself (:func:`collect`); :func:`read_bag` reads the
+same topics from a bag (e.g. ``ros2 bag record`` of a run with the bridge's ground truth on). Uses
+the sim bridge's ground truth (``sim_bridge/ground_truth/{odom,joint_states,joint_targets}``)
 and both nodes' event streams with the ``rosbags`` reader (no rclpy). The policy's raw output is
 recovered from the targets the bridge applied (target = offset + scale x action), so nothing is
 taken from the node's optional debug stream.
@@ -54,61 +56,70 @@ def _by_name(names: list[str], values: Any) -> np.ndarray:
 
 
 def read_bag(bag: Path) -> dict[str, Any]:
-    """The raw series of a trial bag, keyed by what they are."""
+    """The series of a trial bag (recorded with :data:`RECORDED`), keyed by what they are."""
     if not Path(bag).exists():
         raise TrialDataError(f"{bag}: no such bag")
     store = default_typestore()
+
+    def messages():
+        with Reader(bag) as reader:
+            conns = [c for c in reader.connections if c.topic.lstrip("/") in TOPICS]
+            for conn, _t, raw in reader.messages(connections=conns):
+                yield conn.topic.lstrip("/"), deserialize_cdr(store, raw, conn.msgtype)
+
+    return collect(messages(), str(bag))
+
+
+def collect(messages, source: str = "the trial") -> dict[str, Any]:
+    """The series from ``(topic, message)`` pairs of :data:`TOPICS` (rosbags' or rclpy's messages:
+    the same fields), in any order; instants are matched by their header stamps."""
     odom: dict[int, tuple] = {}
     joints: dict[int, tuple] = {}
     targets: dict[int, np.ndarray] = {}
     policy_events: list[dict] = []
     bridge_events: list[dict] = []
     timing: dict[str, str] = {}
-    with Reader(bag) as reader:
-        conns = [c for c in reader.connections if c.topic.lstrip("/") in TOPICS]
-        for conn, _t, raw in reader.messages(connections=conns):
-            topic = conn.topic.lstrip("/")
-            msg = deserialize_cdr(store, raw, conn.msgtype)
-            if topic.endswith("ground_truth/odom"):
-                p, q = msg.pose.pose.position, msg.pose.pose.orientation
-                lin, ang = msg.twist.twist.linear, msg.twist.twist.angular
-                odom[_stamp_ns(msg.header)] = (
-                    p.x,
-                    p.y,
-                    p.z,
-                    q.x,
-                    q.y,
-                    q.z,
-                    q.w,
-                    lin.x,
-                    lin.y,
-                    lin.z,
-                    ang.x,
-                    ang.y,
-                    ang.z,
-                )
-            elif topic.endswith("ground_truth/joint_states"):
-                names = list(msg.name)
-                joints[_stamp_ns(msg.header)] = (
-                    _by_name(names, msg.position),
-                    _by_name(names, msg.velocity),
-                    _by_name(names, msg.effort),
-                )
-            elif topic.endswith("ground_truth/joint_targets"):
-                targets[_stamp_ns(msg.header)] = _by_name(list(msg.name), msg.position)
-            elif topic.endswith("events"):
-                try:
-                    record = json.loads(msg.data)
-                except ValueError:
-                    continue
-                (policy_events if topic.startswith("policy_node") else bridge_events).append(record)
-            else:  # diagnostics: the policy node's last timing figures
-                for status in msg.status:
-                    if status.name.startswith("policy_node"):
-                        timing.update({kv.key: kv.value for kv in status.values})
+    for topic, msg in messages:
+        if topic.endswith("ground_truth/odom"):
+            p, q = msg.pose.pose.position, msg.pose.pose.orientation
+            lin, ang = msg.twist.twist.linear, msg.twist.twist.angular
+            odom[_stamp_ns(msg.header)] = (
+                p.x,
+                p.y,
+                p.z,
+                q.x,
+                q.y,
+                q.z,
+                q.w,
+                lin.x,
+                lin.y,
+                lin.z,
+                ang.x,
+                ang.y,
+                ang.z,
+            )
+        elif topic.endswith("ground_truth/joint_states"):
+            names = list(msg.name)
+            joints[_stamp_ns(msg.header)] = (
+                _by_name(names, msg.position),
+                _by_name(names, msg.velocity),
+                _by_name(names, msg.effort),
+            )
+        elif topic.endswith("ground_truth/joint_targets"):
+            targets[_stamp_ns(msg.header)] = _by_name(list(msg.name), msg.position)
+        elif topic.endswith("events"):
+            try:
+                record = json.loads(msg.data)
+            except ValueError:
+                continue
+            (policy_events if topic.startswith("policy_node") else bridge_events).append(record)
+        else:  # diagnostics: the policy node's last timing figures
+            for status in msg.status:
+                if status.name.startswith("policy_node"):
+                    timing.update({kv.key: kv.value for kv in status.values})
     stamps = sorted(set(odom) & set(joints))
     if len(stamps) < 2:
-        raise TrialDataError(f"{bag}: fewer than two ground-truth instants; the trial recorded nothing usable")
+        raise TrialDataError(f"{source}: fewer than two ground-truth instants; the trial recorded nothing usable")
     return {
         "t_ns": np.array(stamps, dtype=np.int64),
         "odom": np.array([odom[s] for s in stamps]),
@@ -153,9 +164,11 @@ class FootKinematics:
         return out
 
 
-def trial_data(bag: Path, terrain: TerrainSpec, kinematics: FootKinematics | None = None) -> tuple[TrialData, dict]:
-    """The metrics' input from a trial bag (times in s since the trial began at sim time 0)."""
-    raw = read_bag(bag)
+def trial_data(
+    raw: dict[str, Any], terrain: TerrainSpec, kinematics: FootKinematics | None = None
+) -> tuple[TrialData, dict]:
+    """The metrics' input from a trial's series (:func:`collect`, :func:`read_bag`); times in s
+    since the trial began at sim time 0."""
     o = raw["odom"]
     pos, quat = o[:, 0:3], o[:, 3:7]
     grid = None if terrain.flat else terrain.heights()
