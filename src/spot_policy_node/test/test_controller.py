@@ -69,25 +69,17 @@ SPOT_STAND = np.array([0.0138, -0.0138, 0.0138, -0.0138, 0.7961, 0.7961, 0.7961,
 SPOT_STAND_LOAD = np.array([-1.0, 1.0, -1.0, 1.0, 8.0, 8.0, 2.3, 2.3, 16.9, 16.9, 22.0, 22.0])
 
 
-def test_stand_from_idle_far_from_the_default_pose_holds_where_the_robot_stands(spec: PolicySpec) -> None:
-    """Taking over Spot's own stand (hind hy 0.3 rad from the default pose): the first target is q* and
-    the stand holds it, however long; a second stand request changes nothing."""
+def test_stand_from_idle_far_from_the_default_pose_leaves_the_robot_to_its_own_controller(spec: PolicySpec) -> None:
+    """From Spot's own stand (hind hy 0.3 rad from the default pose): stand publishes nothing, however
+    long (the robot's stand holds it; the bridge keeps it there); a second stand request changes nothing."""
     c, _, events = make(spec, stand_duration_s=1.0)
-    dq = np.zeros(12)
-    c.joint_state(contract.ISAAC_JOINT_ORDER, SPOT_STAND, dq, 0.0, 0.0, SPOT_STAND_LOAD)
-    c.imu([0, 0, 0, 1.0], [0, 0, 0], 0.0, stamp=0.0)
-    c.odom([0, 0, 0], 0.0, stamp=0.0)
-    assert c.request(Mode.STAND, 0.0) == (True, "standing")
-    q_star = np.clip(SPOT_STAND + SPOT_STAND_LOAD / 60.0, spec.joint_lower, spec.joint_upper)
-    first = c.step(0.0).positions
-    np.testing.assert_allclose(first, q_star, atol=1e-12)  # the documented starting rule, exactly
-    assert np.max(np.abs(first - SPOT_STAND)) <= 22.0 / 60.0 + 1e-9  # the load it carries, no more
-    assert "holding the pose the robot is in" in events[-1][1] and "0.29 rad from the default pose" in events[-1][1]
-    for t in (0.5, 1.0, 3.0):
-        c.joint_state(contract.ISAAC_JOINT_ORDER, SPOT_STAND, dq, t, t, SPOT_STAND_LOAD)
-        np.testing.assert_allclose(c.step(t).positions, q_star)
-    assert c.request(Mode.STAND, 3.0) == (True, "standing")
-    np.testing.assert_allclose(c.step(3.0).positions, q_star)
+    for t in (0.0, 0.5, 1.0, 3.0):
+        c.joint_state(contract.ISAAC_JOINT_ORDER, SPOT_STAND, np.zeros(12), t, t, SPOT_STAND_LOAD)
+        if t == 0.0:
+            assert c.request(Mode.STAND, 0.0) == (True, "standing")
+        assert c.mode is Mode.STAND and c.step(t) is None
+    assert "publishing nothing leaves it there" in events[-1][1] and "0.29 rad from the default pose" in events[-1][1]
+    assert c.request(Mode.STAND, 3.0) == (True, "standing") and c.step(3.0) is None
 
 
 def test_stand_from_walk_moves_to_the_default_pose_even_from_far(spec: PolicySpec) -> None:
@@ -106,29 +98,53 @@ def test_stand_from_walk_moves_to_the_default_pose_even_from_far(spec: PolicySpe
 
 
 def test_walk_soft_start_blends_from_the_hand_over_target_to_the_policy(spec: PolicySpec) -> None:
-    """From a held stand, step k of N publishes from + k/N (policy - from): no jump at the hand-over."""
+    """From Spot's stand (the stand published nothing): the first target is the documented rule's
+    q* = q + (tau + kd dq) / kp moved 1/N toward the policy; step k of N publishes q* + k/N (policy - q*):
+    no jump at the hand-over, and no step in the soft start larger than 1/N of the way."""
     raw = np.linspace(-1, 1, 12)
     c, _, _ = make(spec, raw, stand_duration_s=1.0, soft_start_s=0.1)  # 5 steps
-    c.joint_state(contract.ISAAC_JOINT_ORDER, SPOT_STAND, np.zeros(12), 0.0, 0.0, SPOT_STAND_LOAD)
-    c.imu([0, 0, 0, 1.0], [0, 0, 0], 0.0, stamp=0.0)
-    c.odom([0, 0, 0], 0.0, stamp=0.0)
-    c.cmd_vel(0.0, 0.0, 0.0, 0.0)
-    assert c.request(Mode.STAND, 0.0)[0]
-    held = c.step(0.0).positions
-    assert c.request(Mode.WALK, DT)[0]
-    policy = np.clip(spec.default_joint_pos + 0.2 * raw, spec.joint_lower, spec.joint_upper)
-    outputs = [held]
-    for k in range(1, 8):
-        t = k * DT
-        c.joint_state(contract.ISAAC_JOINT_ORDER, SPOT_STAND, np.zeros(12), t, t, SPOT_STAND_LOAD)
+    dq = np.linspace(-0.05, 0.05, 12)
+
+    def inputs(t: float) -> None:
+        c.joint_state(contract.ISAAC_JOINT_ORDER, SPOT_STAND, dq, t, t, SPOT_STAND_LOAD)
         c.imu([0, 0, 0, 1.0], [0, 0, 0], t, stamp=t)
         c.odom([0, 0, 0], t, stamp=t)
         c.cmd_vel(0.0, 0.0, 0.0, t)
+
+    inputs(0.0)
+    assert c.request(Mode.STAND, 0.0)[0] and c.step(0.0) is None
+    inputs(DT)
+    assert c.request(Mode.WALK, DT)[0]
+    q_star = np.clip(SPOT_STAND + (SPOT_STAND_LOAD + 1.5 * dq) / 60.0, spec.joint_lower, spec.joint_upper)
+    policy = np.clip(spec.default_joint_pos + 0.2 * raw, spec.joint_lower, spec.joint_upper)
+    outputs = []
+    for k in range(1, 8):
+        t = k * DT
+        inputs(t)
         out = c.step(t).positions
-        np.testing.assert_allclose(out, held + min(1.0, k / 5) * (policy - held), atol=1e-9)
+        np.testing.assert_allclose(out, q_star + min(1.0, k / 5) * (policy - q_star), atol=1e-9)
         outputs.append(out)
+    # The documented starting rule, and the first target's distance from it and from the measured pose.
+    assert np.max(np.abs(outputs[0] - q_star)) <= np.max(np.abs(policy - q_star)) / 5 + 1e-9
+    assert np.max(np.abs(q_star - SPOT_STAND)) <= (22.0 + 1.5 * 0.05) / 60.0 + 1e-9  # the load it carries
     steps = np.abs(np.diff(np.array(outputs), axis=0)).max(axis=1)
-    assert steps[:5].max() <= np.abs(policy - held).max() / 5 + 1e-9 and steps[5:].max() < 1e-9
+    assert steps[:4].max() <= np.abs(policy - q_star).max() / 5 + 1e-9 and steps[4:].max() < 1e-9
+
+
+def test_walk_after_a_stand_that_moved_blends_from_its_last_target(spec: PolicySpec) -> None:
+    raw = np.linspace(-1, 1, 12)
+    c, _, _ = make(spec, raw, stand_duration_s=1.0, soft_start_s=0.1)
+    start = spec.default_joint_pos + 0.1
+    feed(c, 0.0, start)
+    c.cmd_vel(0.0, 0.0, 0.0, 0.0)
+    assert c.request(Mode.STAND, 0.0)[0]
+    last = c.step(0.0).positions  # not yet at the default pose
+    np.testing.assert_allclose(last, np.clip(start, spec.joint_lower, spec.joint_upper))
+    feed(c, DT, start)
+    c.cmd_vel(0.0, 0.0, 0.0, DT)
+    assert c.request(Mode.WALK, DT)[0]
+    policy = np.clip(spec.default_joint_pos + 0.2 * raw, spec.joint_lower, spec.joint_upper)
+    np.testing.assert_allclose(c.step(DT).positions, last + 0.2 * (policy - last), atol=1e-9)
 
 
 def test_names_received_are_names_published(spec: PolicySpec) -> None:

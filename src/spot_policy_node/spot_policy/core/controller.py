@@ -12,14 +12,17 @@ The hand-over (the same rule in simulation and on the robot; docs/JETSON.md expl
   from the newest joint_states (measured pose and effort), clipped to the joint limits; without
   efforts, the measured pose. Under the policy's soft gains any other first target makes the robot
   sag or jerk at once (Spot's knees carry ~20 N·m standing: 0.33 rad at kp 60).
-- ``stand`` from idle with ``q*`` within ``stand_hold_beyond_rad`` of the default pose, or from
-  walk: moves from ``q*`` to the default pose over ``stand_duration_s``. From idle farther away, it
-  holds ``q*``: the robot stands in a posture of another controller (Spot's own stand has its hind
-  feet 17 cm ahead of an Isaac Lab default pose's), which planted feet cannot leave without
-  stepping; moving the joints there tips the body. The policy's walk steps out of it.
+- ``stand`` from walk, or from idle with ``q*`` within ``stand_takeover_within_rad`` of the default
+  pose: moves from ``q*`` to the default pose over ``stand_duration_s``. From idle farther away it
+  publishes nothing: another controller holds the robot in a posture of its own (Spot's own stand:
+  its hind feet 17 cm ahead of an Isaac Lab default pose's), which planted feet cannot leave
+  without stepping, and which the policy's soft gains hold only marginally (on the emulator a
+  kp-60 hold of Spot's stand drifted and tipped 0.3 rad with loads 10 % off). The robot stays with
+  that controller (on Spot: its own stand) until walk.
 - ``walk``'s soft start blends, over ``soft_start_s``, from the hand-over target (the last stand
-  target, or ``q*`` from idle) to the policy's target ``default + scale * action``: step k of N
-  publishes ``from + k/N (policy - from)``. From the default pose that is the action faded in.
+  target, or ``q*`` when the node published nothing) to the policy's target ``default + scale *
+  action``: step k of N publishes ``from + k/N (policy - from)``. From the default pose that is the
+  action faded in; from Spot's stand it is the hand-over to the policy, which steps out of it.
 """
 
 from __future__ import annotations
@@ -51,8 +54,9 @@ class Mode(str, Enum):
 class ControllerConfig:
     stand_duration_s: float = 2.0
     soft_start_s: float = 0.5
-    #: From idle, a stand whose start is farther than this from the default pose (any joint, rad) holds it.
-    stand_hold_beyond_rad: float = 0.2
+    #: From idle, stand takes the robot over only if its start is this close to the default pose (rad,
+    #: every joint); farther, it leaves the robot to the controller holding it until walk.
+    stand_takeover_within_rad: float = 0.2
     input_timeout_s: float | None = None  # None or 0: three control periods
     cmd_vel_timeout_s: float = 0.5
 
@@ -100,7 +104,7 @@ class PolicyController:
         self.last_targets: np.ndarray | None = None
         self._walk_steps = 0
         self._stand_from: np.ndarray | None = None
-        self._stand_goal: np.ndarray | None = None  # the default pose, or _stand_from (hold)
+        self._stand_publishes = True  # False: the stand leaves the robot to the controller holding it
         self._stand_t0 = 0.0
         self._soft_from: np.ndarray | None = None  # where walk's soft start blends from
         # Joint-name mapping for the last joint_states layout seen (cached: layouts rarely change).
@@ -290,11 +294,8 @@ class PolicyController:
             self._start_stand(now)
             return True, "standing"
         if self.mode is not Mode.WALK:
-            self._soft_from = (
-                self.last_targets.copy()
-                if self.mode is Mode.STAND and self.last_targets is not None
-                else self._bumpless_start()
-            )
+            published = self.mode is Mode.STAND and self._stand_publishes and self.last_targets is not None
+            self._soft_from = self.last_targets.copy() if published else self._bumpless_start()
             self.observations.reset()
             self.last_action[:] = 0.0
             self._walk_steps = 0
@@ -302,18 +303,18 @@ class PolicyController:
         return True, "walking"
 
     def _start_stand(self, now: float) -> None:
-        """Stand from ``q*``: to the default pose, or (from idle, far from it) holding ``q*``."""
+        """Stand from ``q*`` to the default pose; or, from idle far from it, leave the robot where it is."""
         start = self._bumpless_start()
         default = self.spec.default_joint_pos
         away = float(np.max(np.abs(start - default)))
-        hold = self.mode is not Mode.WALK and away > self.config.stand_hold_beyond_rad
-        self._stand_from, self._stand_goal, self._stand_t0 = start, (start if hold else default), now
-        if hold:
+        leave = self.mode is not Mode.WALK and away > self.config.stand_takeover_within_rad
+        self._stand_from, self._stand_t0, self._stand_publishes = start, now, not leave
+        if leave:
             joint = contract.ISAAC_JOINT_ORDER[int(np.argmax(np.abs(start - default)))]
             message = (
-                f"stand: holding the pose the robot is in, with the torque its joints carry ({away:.2f} rad from the "
-                f"default pose at {joint}, beyond stand_hold_beyond_rad {self.config.stand_hold_beyond_rad:g}: a "
-                "posture of another controller, its feet planted elsewhere); walk hands over to the policy from here"
+                f"stand: the robot stands in a posture of the controller holding it ({away:.2f} rad from the default "
+                f"pose at {joint}, beyond stand_takeover_within_rad {self.config.stand_takeover_within_rad:g}): "
+                "publishing nothing leaves it there; walk hands it over to the policy"
             )
         else:
             message = f"stand: moving to the default pose over {self.config.stand_duration_s:.1f} s"
@@ -409,12 +410,13 @@ class PolicyController:
         start = q + (tau + self.spec.damping * self.m.joint_vel) / self.spec.stiffness
         return np.clip(start, self.spec.joint_lower, self.spec.joint_upper)
 
-    def _stand_targets(self, now: float) -> np.ndarray:
+    def _stand_targets(self, now: float) -> np.ndarray | None:
+        if not self._stand_publishes:
+            return None
         start = self._stand_from if self._stand_from is not None else self.m.joint_pos
-        goal = self._stand_goal if self._stand_goal is not None else self.spec.default_joint_pos
         duration = self.config.stand_duration_s
         alpha = 1.0 if duration <= 0 else min(1.0, max(0.0, (now - self._stand_t0) / duration))
-        return start + alpha * (goal - start)
+        return start + alpha * (self.spec.default_joint_pos - start)
 
     def _walk_targets(self, now: float) -> np.ndarray | None:
         fresh = self.watchdog.cmd_vel_fresh(now)

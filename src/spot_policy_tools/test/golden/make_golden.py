@@ -7,6 +7,7 @@ Without names, every bag is rewritten. The bags (rosbag2 folders: ``metadata.yam
 - ``sim_default``: ``spot-policy sim --lockstep --profile default`` with the fixture policy below:
   MuJoCo, the sim bridge, the policy node (input trigger), the profile player and the recorder
   as separate processes over DDS, 15 s of simulated time.
+- ``robot_emulator``: ``spot-policy robot --emulator`` with the fixture policy: stand 2 s, walk 6 s.
 - ``stale_imu``, ``nan_joint_states``, ``lost_cmd_vel``: the real policy node (timer trigger, sim
   time) driven over DDS by a scripted bridge (clock and state at 100 Hz, cmd_vel at 10 Hz, the
   mode services), recorded by the in-project recorder node, all in this process.
@@ -70,10 +71,24 @@ def make_sim_default(work: Path) -> None:
     compact(out / "bag", "sim_default")
 
 
+#: The robot path's profile: the stand (from Spot's own stand the node leaves the robot to it: nothing
+#: to replay), then the hand-over to the policy and a walk.
+ROBOT_PROFILE = """\
+name: robot_golden
+settle_s: 1.0
+segments:
+  - {name: stand, mode: stand, duration: 2.0}
+  - {name: start, mode: walk, duration: 2.0, cmd_vel: [0.0, 0.0, 0.0]}
+  - {name: walk, mode: walk, duration: 4.0, cmd_vel: [0.3, 0.0, 0.0]}
+"""
+
+
 def make_robot_emulator(work: Path) -> None:
-    """The robot path: hw bridge + policy node against the Spot API emulator, stand profile."""
+    """The robot path: hw bridge + policy node against the Spot API emulator: stand, then walk."""
     out = work / "robot_emulator"
-    cmd = [sys.executable, "-m", "spot_policy_tools.cli", "robot", "--emulator", "--profile", "stand"]
+    profile = work / "robot_golden.yaml"
+    profile.write_text(ROBOT_PROFILE)
+    cmd = [sys.executable, "-m", "spot_policy_tools.cli", "robot", "--emulator", "--profile", str(profile)]
     subprocess.run([*cmd, "--policy", str(POLICY), "--out", str(out), "--no-video"], check=True)
     compact(out / "bag", "robot_emulator")
 
