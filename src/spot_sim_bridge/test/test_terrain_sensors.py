@@ -136,6 +136,8 @@ def test_drops_are_seeded() -> None:
             drops.append(core.sensed().dropped)
         pattern.append(drops)
     assert pattern[0] == pattern[1] and 15 < sum(pattern[0]) < 45
+    runs = "".join("x" if d else "." for d in pattern[0]).split(".")
+    assert max(len(r) for r in runs) <= 2  # never a gap the node's input timeout would call stale
 
 
 def test_actuator_and_latency_parameters_are_checked() -> None:

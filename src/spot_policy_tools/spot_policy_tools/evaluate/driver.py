@@ -104,6 +104,8 @@ class TrialDriver:
         self.request_events: list[dict] = []
         n.create_subscription(String, f"/{policy_node}/events", self._on_event, EVENTS)
         self.cmd_sent = 0
+        self.faulted = False  # the policy node latched a fault (its events say)
+        self._adjusting = False
         # What the metrics read, recorded here rather than by a recorder process (one process less
         # per trial, and no late joiner: the driver sees the first instant before it starts).
         self._truth: list[tuple[str, type, object]] = []
@@ -141,6 +143,8 @@ class TrialDriver:
             return
         if record.get("event") == "request":
             self.request_events.append(record)
+        elif "FAULT" in str(record.get("message", "")):
+            self.faulted = True
 
     def _on_held(self, msg: ClockMsg) -> None:
         self.held_ns = msg.clock.sec * 1_000_000_000 + msg.clock.nanosec
@@ -158,6 +162,13 @@ class TrialDriver:
                 raise DriverError(f"timed out after {timeout_s:.0f} s waiting for {what}")
             self.executor.spin_once(timeout_sec=0.02)  # wakes at once on a message or an answer
             self.drain()
+            if self.faulted and self._wait_s == WAIT_ANSWERING_S and not self._adjusting:
+                # A fault nobody injected: the policy is silent now, the sim must move on by itself.
+                self._adjusting = True
+                try:
+                    self.set_wait(WAIT_SILENT_S, alive)
+                finally:
+                    self._adjusting = False
 
     def drain(self) -> int:
         """Take the ground truth that arrived (raw bytes; decoded in :meth:`series`)."""
@@ -307,7 +318,7 @@ class TrialDriver:
                 result = self.call(self.push_client, Trigger.Request(), alive)
                 if not result or not result.success:
                     raise DriverError(f"the sim bridge refused a push at {point.t_ns * 1e-9:.2f} s")
-            silent = silent or point.silent_from_here
+            silent = silent or point.silent_from_here or self.faulted
             if point.t_ns > 0 or silent:  # at 0 the start state is still being republished (WAIT_START_S)
                 self.set_wait(WAIT_SILENT_S if silent or current_mode == "stop" else WAIT_ANSWERING_S, alive)
 

@@ -15,7 +15,9 @@ default (the bridge then publishes the exact state) and is set by the bridge's `
   linear twist, the way a leg-odometry estimate wanders.
 - latency: the state published at sim time t is the one of t - ``sense_latency_ms``.
 - drops: each state instant is lost with ``sense_drop_probability`` (in lockstep the whole
-  instant, so the policy skips that step and its last command stays in force).
+  instant, so the policy skips that step and its last command stays in force), never more than
+  :data:`MAX_CONSECUTIVE_DROPS` in a row: a longer gap is a stale input, which the policy node
+  must fault on (the ``fault_stale_*`` parameters inject that on purpose).
 - faults: one ``joint_states`` with a NaN position at ``fault_nan_at_s``; a topic that stops at
   ``fault_stale_at_s`` for ``fault_stale_duration_s`` (a stale input).
 
@@ -36,6 +38,8 @@ from spot_sim_bridge.core.backend import RobotState
 
 MAX_SENSE_LATENCY_MS = 100.0
 STALE_TOPICS = ("", "joint_states", "imu", "odom")
+#: Two lost instants at 50 Hz are 40 ms, inside the policy node's 60 ms input timeout.
+MAX_CONSECUTIVE_DROPS = 2
 TOPICS = ("imu", "odom", "joint_states")
 
 
@@ -123,6 +127,7 @@ class SensorModel:
         self._drift = np.zeros(3)
         self._drift_step = 0
         self._nan_done_step: int | None = None
+        self._drops: deque[tuple[int, bool]] = deque(maxlen=MAX_CONSECUTIVE_DROPS + 1)  # (step, dropped)
         self.counters = {"dropped_instants": 0, "nan_injected": 0, "stale_suppressed": 0}
 
     @property
@@ -151,8 +156,7 @@ class SensorModel:
         """The instant published at physics step ``step`` (its true state ``state``)."""
         c = self.config
         t = step * self.physics_dt
-        if c.drop_probability > 0.0 and self._rng(step, 1).random() < c.drop_probability:
-            self.counters["dropped_instants"] += 1
+        if c.drop_probability > 0.0 and self._dropped(step):
             return Sensed(state, frozenset(), dropped=True)
         publish = set(TOPICS)
         injected = ""
@@ -187,6 +191,18 @@ class SensorModel:
             s, base_lin_vel_body=lin, base_ang_vel_body=ang, base_quat=quat, q=q, dq=dq, sim_time=state.sim_time
         )
         return Sensed(sensed, frozenset(publish), injected=injected)
+
+    def _dropped(self, step: int) -> bool:
+        """Whether the instant at ``step`` is lost (the same answer when it is asked again)."""
+        for seen, dropped in self._drops:
+            if seen == step:
+                return dropped
+        earlier = [d for s, d in self._drops if s < step][-MAX_CONSECUTIVE_DROPS:]
+        run_full = len(earlier) == MAX_CONSECUTIVE_DROPS and all(earlier)
+        dropped = not run_full and self._rng(step, 1).random() < self.config.drop_probability
+        self._drops.append((step, dropped))
+        self.counters["dropped_instants"] += dropped
+        return dropped
 
     def _drift_at(self, step: int) -> np.ndarray:
         """The random-walk velocity error at ``step`` (advanced only when time moves forward)."""
