@@ -23,6 +23,7 @@ from typing import Any
 
 import numpy as np
 
+from spot_policy.core import contract
 from spot_policy.ros import bringup
 from spot_policy.ros.dds_isolation import LOCK_PORT_BASE, isolate_environment
 from spot_policy_tools.evaluate.metrics import TrialContext, compute
@@ -124,6 +125,9 @@ def bridge_params(spec: TrialSpec) -> dict[str, Any]:
             params["fault_nan_at_s"] = at
         else:
             params.update(fault_stale_topic=fault.topic, fault_stale_at_s=at, fault_stale_duration_s=fault.duration_s)
+    # Set down off the default pose from the bridge's start: the node never sees another start state.
+    pose = initial_pose(s, spec.seed)
+    params["initial_pose_offsets"] = [round(pose[n] - DEFAULT_JOINT_POS[n], 6) for n in contract.ISAAC_JOINT_ORDER]
     params.update(spec.extra_bridge_params)
     return params
 
@@ -251,7 +255,7 @@ def run_trial_once(
             driver = TrialDriver(domain)
             _phase("nodes started")
             first_mode = segments[0][1]
-            driver.start(initial_pose(scenario, spec.seed), first_mode, alive)
+            driver.start(None, first_mode, alive)  # the bridge starts in the trial's initial pose
             _phase("standing")
             driver.play(points, first_mode, alive, wall_limit, progress)
             recorded = driver.series()

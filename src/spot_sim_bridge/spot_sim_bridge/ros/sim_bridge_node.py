@@ -108,6 +108,11 @@ WORLD_PARAMETERS: tuple[tuple[str, Any, str], ...] = (
     ("initial_pose", "", "start (and ~/reset) in this pose: 'fl_hx=0.1,fl_kn=-1.4,...' (empty: the default pose)"),
     ("publish_ground_truth", False, "publish ~/ground_truth/odom and ~/ground_truth/joint_states (exact state)"),
     ("lockstep_barrier", False, "lockstep: never run past the time on ~/run_until (a harness paces the sim)"),
+    (
+        "initial_pose_offsets",
+        [0.0] * 12,
+        "start (and ~/reset) with these offsets from the default pose, rad, Isaac order",
+    ),
 )
 
 
@@ -195,6 +200,16 @@ class SimBridgeNode(Node):
         self.events_pub = self.create_publisher(String, "~/events", EVENTS_QOS)
         self._lock = threading.Lock()  # serializes every use of the core (stepping thread, callbacks)
         self.core = BridgeCore(backend, actuation, config, self._on_event)
+        offsets = [float(v) for v in p["initial_pose_offsets"]]
+        if len(offsets) != len(contract.ISAAC_JOINT_ORDER) or not all(math.isfinite(v) for v in offsets):
+            raise ValueError(
+                f"parameter initial_pose_offsets must be 12 finite numbers (rad, Isaac order), got {offsets}"
+            )
+        initial_pose: dict[str, float] | None = None
+        if any(offsets):  # set down off the default pose before anything is published (a harness's start)
+            default = actuation.default_pose()
+            initial_pose = {n: default[n] + o for n, o in zip(contract.ISAAC_JOINT_ORDER, offsets, strict=True)}
+            self.core.reset(initial_pose)
         self.backend_name = str(p["backend"])
 
         self.clock_pub = self.create_publisher(
@@ -239,7 +254,7 @@ class SimBridgeNode(Node):
         self.create_service(Trigger, "~/push", self._on_push)
         self.add_on_set_parameters_callback(self._on_set_parameters)
 
-        self._reset_pose: dict[str, float] | None = None
+        self._reset_pose: dict[str, float] | None = initial_pose
         try:
             initial = pose_from_text(str(p["initial_pose"]))
         except ValueError as exc:
