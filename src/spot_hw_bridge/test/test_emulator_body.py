@@ -151,8 +151,10 @@ def test_when_the_command_in_force_expires(expiry: ExpiryMode) -> None:
     run(body, clock, 0.02)  # end_time passed
     assert body.counters["joint_control_expiries"] == 1
     run(body, clock, 2.0)
-    stand = body.stand_pose
-    assert abs(body.snapshot.q[0] - stand[0]) < 0.05  # stood on its own
+    # Stood on its own, in place (it cannot step): level, at its height, still, holding its stand.
+    now = body.snapshot
+    assert np.max(np.abs(now.q - body.stand_pose)) < 0.1 and np.max(np.abs(now.dq)) < 0.05
+    assert now.quat_wxyz[0] > 0.999 and now.position[2] == pytest.approx(body.kinematics.nominal_height, abs=0.03)
     if expiry is ExpiryMode.STAND:
         assert body.joint_lapsed and body.feedback(body.current_command) == ("STATUS_PROCESSING", "STATUS_ACTIVE")
         assert ended == [] and "(expiry=stand)" in reports.of("expiry")[0]

@@ -64,6 +64,9 @@ OWN_DAMPING = 20.0
 #: pose at power-off). With free joints the folded legs would splay under the resting body.
 OFF_KP, OFF_KD = 30.0, 2.0
 MOTION_S = 1.5  # stand up / sit down duration
+#: A stand of a robot already up (taking over from joint control) is a stand in place: no stepping
+#: here, so the feet stay where they are (a lifted one comes straight down), the body levels over them.
+IN_PLACE_S = 0.6
 #: After a stand motion the robot settles onto its feet where they are (their slip is not fought).
 SETTLE_S = 0.3
 POWER_ON_S = 0.3
@@ -326,16 +329,20 @@ class RobotBody:
         """
         path = None
         reached = self.stand_offset
+        seconds = MOTION_S
         if kind != "joint":
+            snap = self.snapshot
             if kind == "stand":
                 requested = (offset or BodyOffset()).saturated()
                 goal, reached = self.kinematics.stand_pose(requested)
                 if offset is not None and reached != offset:
                     asked, got = offset.describe(), reached.describe()
                     self.report("command", f"stand: body offset ({asked}) saturated to ({got})")
+                if self._stood and not self._fallen:  # up already (walking, say): stand in place
+                    goal, seconds = self._in_place_goal(snap, reached, goal), IN_PLACE_S
             else:
                 goal = self._sit_q
-            path = self.kinematics.foot_path(self.snapshot.q, goal)
+            path = self.kinematics.foot_path(snap.q, goal)
         with self.lock:
             was_joint = self.behaviour is Behaviour.JOINT
             self._supersede(f"superseded by a {kind} command")
@@ -361,7 +368,7 @@ class RobotBody:
                     self.stand_offset, self._stand_q = reached, path[-1].copy()
                 self.behaviour = {"stand": Behaviour.STAND, "sit": Behaviour.SIT}.get(kind, Behaviour.SAFE_POWER_OFF)
                 path[0] = self.backend.state().q  # the legs moved a little while the path was planned
-                self._start_motion(path, settle=kind == "stand")
+                self._start_motion(path, seconds, settle=kind == "stand")
                 self._off_after_motion = kind == "safe_power_off"
                 if kind == "safe_power_off":
                     self.report("power", "safe power-off: sitting down, then motor power off")
@@ -542,7 +549,8 @@ class RobotBody:
         key = self._target.key if self._target is not None else 0
         late_ms = (t_ns - self._joint_deadline_ns) * 1e-6
         what = f"joint command {key} expired {late_ms:.1f} ms ago (end_time passed, no newer command)"
-        self._start_motion(np.array([self.backend.state().q, self._stand_q]), settle=True)
+        goal = self._in_place_goal(self.snapshot, self.stand_offset, self._stand_q)
+        self._start_motion(np.array([self.backend.state().q, goal]), IN_PLACE_S, settle=True)
         if self.expiry is ExpiryMode.STAND:
             self._lapsed_at = t_ns
             self._tell(
@@ -600,10 +608,19 @@ class RobotBody:
         self._motion = (np.asarray(path, dtype=np.float64), self._steps, max(1, round(seconds / self.physics_dt)))
         self._settle_after = settle
 
+    def _in_place_goal(self, snap: Snapshot, offset: BodyOffset, guess: np.ndarray) -> np.ndarray:
+        """The stand at ``offset`` over the feet where ``snap`` has them, a lifted foot put down below itself."""
+        rot = _rotation(*(float(v) for v in snap.quat_wxyz))
+        soles = snap.feet_body @ rot.T + snap.position  # world
+        soles[:, 2] = soles[:, 2].min()  # the ground under the lowest foot
+        centres = soles + np.array([0.0, 0.0, self._foot_radius])
+        return self.kinematics.stand_on_feet(centres, offset, guess)
+
     def _settle(self) -> None:
         """The stand re-planned over the feet where they are now (lock held)."""
         data = self.backend.mj_data
         goal = self.kinematics.stand_on_feet(data.geom_xpos[self._foot_geoms], self.stand_offset, self._stand_q)
+        self._stand_q = goal  # the stand it holds now (its feet may not be under its hips)
         self._start_motion(np.array([self._motion_target(), goal]), SETTLE_S)
 
     def _supersede(self, why: str) -> None:
