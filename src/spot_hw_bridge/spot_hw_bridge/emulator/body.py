@@ -6,9 +6,10 @@ What the API services ask of the robot happens here, on a physics thread paced t
 - power on, stand, sit, safe power-off: the robot's own controller with Spot's SDK default gains
   (hx 624/5.2, hy 936/5.2, kn 286/2.04 N·m/rad, N·m·s/rad) and a joint damping of its own
   (:data:`OWN_DAMPING`, integrated implicitly by MuJoCo), so a standing Spot is at rest and its
-  joint loads are steady. It stands in Spot's own posture at the stand command's body height and
-  orientation, and moves its feet on straight lines (:mod:`.posture`), so a stand-up does not drag
-  the feet into friction preloads;
+  joint loads are steady. It stands up in Spot's own posture at the stand command's body height and
+  orientation, moving its feet on straight lines (:mod:`.posture`), so a stand-up does not drag the
+  feet into friction preloads; a robot already up (after joint control) stands in place: it cannot
+  step, so its feet stay where they are and the body levels over them;
 - joint control: PD on the streamed targets with the streamed gains (``k_q_p``, ``k_qd_p``; the first
   message sets them, later ones may omit them); no damping of the robot's own. Feed-forward
   ``load`` and ``velocity`` are accepted and ignored (the bridge sends zeros);

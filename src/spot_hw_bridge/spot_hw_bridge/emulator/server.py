@@ -320,8 +320,9 @@ v5.1.4, github boston-dynamics/spot-sdk; the RL Researcher Kit, github boston-dy
                feet_center, gpe (robot_state.proto:419-457).
   console      one line per expiry, stream end, lease change, power change, stall, fall (and
                joint activation, stand/sit, fault); a summary with the counts at exit.
-  not emulated stepping (a disturbed emulated Spot drags its feet back under its stand),
-               StanceCommand, STATUS_TOO_DISTANT, velocity_safety_limit, behaviour faults.
+  not emulated stepping: taking over a robot already up, its stand is a stand in place (feet
+               where they are, a lifted one put down); StanceCommand, STATUS_TOO_DISTANT,
+               velocity_safety_limit, behaviour faults.
 More, with the hand-over from Spot's stand to a policy: docs/JETSON.md, section 8.
 """
 
