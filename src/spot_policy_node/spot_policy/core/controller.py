@@ -61,6 +61,30 @@ class ControllerConfig:
     cmd_vel_timeout_s: float = 0.5
 
 
+def hand_over_target(
+    q: np.ndarray,
+    dq: np.ndarray,
+    tau: np.ndarray | None,
+    kp: np.ndarray,
+    kd: np.ndarray,
+    lower: np.ndarray,
+    upper: np.ndarray,
+) -> np.ndarray:
+    """The hand-over target ``q*``: the one that reproduces the torque the joints carry now.
+
+    From tau = kp (q* - q) - kd dq: q* = q + (tau + kd dq) / kp, clipped to the joint limits. A limp
+    robot (tau ~ 0) starts from its measured pose; one held up by any controller (a bridge's hold,
+    the robot's own stand) keeps its torque at the hand-over instead of first sagging under the
+    policy's soft gains. Without efforts (``tau`` None or not finite), the measured pose. It relies on
+    the effort being the torque about the joint's axis (the robot's ``load``: docs/JETSON.md). The
+    policy node and the robot bridge (at each activation) both hand over so.
+    """
+    q = np.asarray(q, dtype=np.float64)
+    if tau is None or not rules.all_finite(tau):
+        return q.copy()
+    return np.clip(q + (np.asarray(tau) + kd * np.asarray(dq)) / kp, lower, upper)
+
+
 class Command(NamedTuple):
     """Joint targets to publish, with the joint names the bridge used."""
 
@@ -395,20 +419,12 @@ class PolicyController:
         return Command(self._out_names, targets)
 
     def _bumpless_start(self) -> np.ndarray:
-        """The hand-over target ``q*``: the one that reproduces the torque the joints carry now.
-
-        From tau = kp (q* - q) - kd dq: q* = q + (tau + kd dq) / kp. A limp robot (tau ~ 0) starts
-        from its measured pose; one held up by any controller (the bridge's reset hold, the robot's
-        own stand) keeps exactly its torque at the hand-over instead of first sagging under the
-        policy's soft gains. Without efforts in joint_states, the measured pose. It relies on the
-        effort being the torque about the joint's axis (the robot's ``load``: docs/JETSON.md).
-        """
-        q = self.m.joint_pos.copy()
-        tau = self._joint_effort
-        if tau is None or not rules.all_finite(tau):
-            return q
-        start = q + (tau + self.spec.damping * self.m.joint_vel) / self.spec.stiffness
-        return np.clip(start, self.spec.joint_lower, self.spec.joint_upper)
+        """The hand-over target ``q*`` of the newest joint_states (:func:`hand_over_target`)."""
+        spec = self.spec
+        return hand_over_target(
+            self.m.joint_pos, self.m.joint_vel, self._joint_effort, spec.stiffness, spec.damping,
+            spec.joint_lower, spec.joint_upper,
+        )  # fmt: skip
 
     def _stand_targets(self, now: float) -> np.ndarray | None:
         if not self._stand_publishes:
