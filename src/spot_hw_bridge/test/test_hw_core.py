@@ -19,7 +19,8 @@ import pytest
 from spot_hw_bridge.core.bridge import CommandLoss, HwBridge, Phase, load_gains
 from spot_hw_bridge.core.conversion import SDK_ORDER
 from spot_hw_bridge.core.errors import BridgeError
-from spot_hw_bridge.emulator.body import Behaviour
+from spot_hw_bridge.emulator.body import SDK_FROM_ISAAC, Behaviour
+from spot_policy.core.controller import hand_over_target
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "spot_policy_node" / "test"))
@@ -84,12 +85,53 @@ def test_start_up_stream_command_loss_and_shutdown(gains) -> None:
         assert left is not None and left - last_command <= core.config.command_timeout_s + 0.1
         assert any("no joint_command" in m for level, m in rec.events if level == "warn")
         assert wait_for(lambda: any(w == "stand command" and t > last_command for t, w in body.events), 1.0)
-        # It resumes with the next joint_command.
+        # No hand-over back for recovery_s (1 s: a stalling node would hand the robot to and fro) ...
         core.command(list(SDK_ORDER), gains.default_pose.tolist())
-        assert wait_for(lambda: core.phase is Phase.ACTIVE, 1.0)
+        time.sleep(0.3)
+        assert core.phase is Phase.READY
+        # ... then the next joint_command resumes joint control.
+        resumed_by = last_command + core.config.command_timeout_s + core.config.recovery_s + 1.0
+        while core.phase is not Phase.ACTIVE and time.monotonic() < resumed_by:
+            core.command(list(SDK_ORDER), gains.default_pose.tolist())
+            time.sleep(0.02)
+        assert core.phase is Phase.ACTIVE, core.reason
         core.stop()
         assert core.phase is Phase.STOPPED and core.lease_returned, rec.text()
         assert emulator.lease_owner == "" and any("returned" in e for _, e in emulator.lease_events)
+
+
+def test_each_activation_hands_over_from_the_torque_the_robot_carries(gains) -> None:
+    """The first command of an activation is the robot's q* = q + (load + kd dq) / kp (the policy's
+    gains): its own stand's torque kept; within handover_s the commands reach joint_command."""
+    rec = Recorder()
+    with running_emulator() as emulator:
+        body = emulator.body
+        received: list[tuple[float, np.ndarray]] = []
+        accept = body.joint_command
+
+        def record(q_sdk, *args, **kwargs):
+            received.append((time.monotonic(), np.asarray(q_sdk, dtype=float).copy()))
+            return accept(q_sdk, *args, **kwargs)
+
+        body.joint_command = record
+        core = make_core(emulator, gains, rec)
+        core.start()
+        time.sleep(0.5)  # standing still on its own
+        snap = body.snapshot
+        q, dq, load = (a[SDK_FROM_ISAAC] for a in (snap.q, snap.dq, snap.tau))
+        lower, upper = core._mapper.lower, core._mapper.upper
+        q_star = hand_over_target(q, dq, load, gains.kp, gains.kd, lower, upper)
+        feeder = Feeder(core, gains)  # the policy's default pose: 0.3 rad from Spot's stand at the hind hips
+        try:
+            assert wait_for(lambda: len(received) > 0 and time.monotonic() - received[0][0] > 0.5, 3.0)
+        finally:
+            feeder.stop()
+        first_t, first = received[0]
+        assert np.max(np.abs(first - q_star)) < 0.02, first - q_star
+        assert np.max(np.abs(gains.default_pose - q_star)) > 0.25  # (so the blend is what kept it there)
+        later = [target for t, target in received if t - first_t > core.config.handover_s + 0.1]
+        np.testing.assert_allclose(later[0], gains.default_pose, atol=1e-6)
+        core.stop()
 
 
 def test_own_estop_and_power_off_on_command_loss(gains) -> None:

@@ -47,6 +47,7 @@ from spot_hw_bridge.core.conversion import (
     sample_from_stream,
 )
 from spot_hw_bridge.core.errors import BridgeError, Credentials, Redactor, describe, explain, install_log_redaction
+from spot_policy.core.controller import hand_over_target
 from spot_policy.core.stats import Rolling
 
 Event = Callable[[str, str], None]  # (level: "info" | "warn" | "error", message)
@@ -83,7 +84,8 @@ class HwBridgeConfig:
     estop_timeout_s: float = 9.0
     state_timeout_s: float = 0.1  # no state message for this long -> safe behaviour
     max_latency_s: float = 0.05  # state older than this (robot clock) -> safe behaviour
-    recovery_s: float = 1.0  # after a link fault, the link must be healthy this long before re-activation
+    recovery_s: float = 1.0  # after a link fault or a command loss: no re-activation for this long
+    handover_s: float = 0.2  # each activation blends from the robot's hand-over target q* to joint_command
     time_sync_timeout_s: float = 5.0
     connect_timeout_s: float = 10.0
     power_on_timeout_s: float = 20.0
@@ -169,6 +171,7 @@ class HwBridge:
         self._stream_thread: threading.Thread | None = None
         self._first_sent = threading.Event()
         self._send_gains = False
+        self._handover: tuple[np.ndarray, int] | None = None  # (robot's q*, its acquisition ns)
         self._key = 0
         self._sent: dict[int, int] = {}  # key -> acquisition time (robot ns) of the state it answered
         self._pending_action: str | None = None  # "stand" | "power_off" | "activate"
@@ -588,9 +591,11 @@ class HwBridge:
             self._key += 1
             key = self._key
             gains = self.gains if self._send_gains else None
+            if self._send_gains:  # the first message of an activation: the hand-over starts here
+                self._handover = (self._hand_over_target(sample), sample.acquisition_robot_ns)
             self._send_gains = False
             request = joint_request(
-                self._targets,
+                self._handed_over(sample.acquisition_robot_ns),
                 now_ns + skew + round(self.config.command_ttl_s * 1e9),
                 key,
                 gains,
@@ -601,6 +606,28 @@ class HwBridge:
                 self._sent.clear()
             self._sent[key] = sample.acquisition_robot_ns
             self._stream_queue.put((request, t_rx))
+
+    def _hand_over_target(self, sample: StateSample) -> np.ndarray:
+        """q* of the robot now, in the policy's gains: the target that keeps the torque its joints carry
+        (the policy node's rule, spot_policy.core.controller.hand_over_target)."""
+        mapper = self._mapper
+        return hand_over_target(
+            sample.q, sample.dq, sample.load, self.gains.kp, self.gains.kd, mapper.lower, mapper.upper
+        )
+
+    def _handed_over(self, acquired_ns: int) -> np.ndarray:
+        """The targets to send: within ``handover_s`` of an activation, blended from the robot's q* then
+        to the node's joint_command. The node's first target at its own hand-over is already near q*;
+        after a fault the node has walked on while the robot stood, and its targets would jump."""
+        if self._handover is None:
+            return self._targets
+        start, t0_ns = self._handover
+        duration_ns = self.config.handover_s * 1e9
+        alpha = 1.0 if duration_ns <= 0 else (acquired_ns - t0_ns) / duration_ns
+        if alpha >= 1.0:
+            self._handover = None
+            return self._targets
+        return start + max(alpha, 0.0) * (self._targets - start)
 
     # ------------------------------------------------------------------ command stream (its own thread)
     def _requests(self, commands: queue.SimpleQueue):
@@ -657,11 +684,18 @@ class HwBridge:
 
     # ------------------------------------------------------------------ safety
     def _command_lost(self, age: float) -> None:
+        """The node stopped (or stalled): the robot's own stand, and no hand-over back for recovery_s.
+
+        Without the pause a node stalling now and then made the bridge hand the robot back and forth
+        between its stand and the policy every 0.1 s (a soak run on a loaded machine fell so); with it,
+        the next hand-over starts from a robot that has stood still."""
         self.stats["command_losses"] += 1
+        self._hold_until = time.monotonic() + self.config.recovery_s
         action = "safe power-off" if self.config.on_command_loss is CommandLoss.POWER_OFF else "stand"
         self._enter_safe(
             f"no joint_command for {age:.3f} s (command_timeout_s {self.config.command_timeout_s:g}): "
-            f"stopped streaming, commanding a {action}",
+            f"stopped streaming, commanding a {action}; joint control resumes with a joint_command after "
+            f"{self.config.recovery_s:g} s",
             kind="command_loss",
             level="warn",
         )
