@@ -9,18 +9,19 @@ processes inherit the environment.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import random
 import socket
+from collections.abc import Iterator
 
 LOCK_PORT_BASE = 47000
 _held: list[socket.socket] = []
 
 
-def claim_domain(first: int = 1, last: int = 99) -> int:
-    """Claim a free domain id in ``first..last``, set the environment for it, and return it."""
-    domains = list(range(first, last + 1))
-    random.shuffle(domains)
+def _lock_free_domain(domains: list[int]) -> tuple[int, socket.socket]:
+    """The first of ``domains`` (in random order) whose lock port is free, with its bound socket."""
+    random.SystemRandom().shuffle(domains)
     for domain in domains:
         lock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         try:
@@ -28,10 +29,27 @@ def claim_domain(first: int = 1, last: int = 99) -> int:
         except OSError:
             lock.close()
             continue
-        _held.append(lock)  # held until the process exits
-        isolate_environment(domain)
-        return domain
-    raise RuntimeError(f"no free ROS domain: ports {LOCK_PORT_BASE + first}..{LOCK_PORT_BASE + last} all taken")
+        return domain, lock
+    raise RuntimeError(f"no free ROS domain in {min(domains)}..{max(domains)}: their lock ports are all taken")
+
+
+def claim_domain(first: int = 1, last: int = 99) -> int:
+    """Claim a free domain id in ``first..last`` for the life of this process, set the environment
+    for it, and return it."""
+    domain, lock = _lock_free_domain(list(range(first, last + 1)))
+    _held.append(lock)  # held until the process exits
+    isolate_environment(domain)
+    return domain
+
+
+@contextlib.contextmanager
+def claimed_domain(domains: range) -> Iterator[int]:
+    """A free domain of ``domains`` for the duration of the block (the environment is left alone)."""
+    domain, lock = _lock_free_domain(list(domains))
+    try:
+        yield domain
+    finally:
+        lock.close()
 
 
 def isolate_environment(domain: int, env: dict[str, str] | None = None) -> dict[str, str]:

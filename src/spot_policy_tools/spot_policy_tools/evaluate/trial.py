@@ -9,14 +9,11 @@ failed trial, ``failure.gif``.
 
 from __future__ import annotations
 
-import contextlib
 import os
-import random
 import shutil
-import socket
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,7 +22,7 @@ import numpy as np
 
 from spot_policy.core import contract
 from spot_policy.ros import bringup
-from spot_policy.ros.dds_isolation import LOCK_PORT_BASE, isolate_environment
+from spot_policy.ros.dds_isolation import claimed_domain, isolate_environment
 from spot_policy_tools.evaluate.metrics import TrialContext, compute
 from spot_policy_tools.evaluate.scenario import Scenario
 from spot_sim_bridge.core.backend import DEFAULT_JOINT_POS
@@ -52,26 +49,6 @@ class TrialSpec:
     action_scale: tuple[float, ...] = (0.2,) * 12
     media: bool = True
     extra_bridge_params: dict[str, Any] = field(default_factory=dict)
-
-
-@contextlib.contextmanager
-def claimed_domain() -> Iterator[int]:
-    """A ROS domain no other process on this machine uses, for the duration of the block."""
-    domains = list(TRIAL_DOMAINS)
-    random.SystemRandom().shuffle(domains)
-    for domain in domains:
-        lock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        try:
-            lock.bind(("127.0.0.1", LOCK_PORT_BASE + domain))
-        except OSError:
-            lock.close()
-            continue
-        try:
-            yield domain
-        finally:
-            lock.close()
-        return
-    raise RuntimeError(f"no free ROS domain in {TRIAL_DOMAINS.start}-{TRIAL_DOMAINS.stop - 1}")
 
 
 def terrain_of(scenario: Scenario, seed: int) -> TerrainSpec:
@@ -236,7 +213,7 @@ def run_trial_once(
     _phase("start")
     started = time.monotonic()
     wall_limit = 60.0 + 6.0 * end_s
-    with claimed_domain() as domain:
+    with claimed_domain(TRIAL_DOMAINS) as domain:
         env = isolate_environment(domain, dict(os.environ))
         group = NodeGroup(out / "logs", env)
         driver = None
