@@ -610,12 +610,27 @@ class RobotBody:
         self._settle_after = settle
 
     def _in_place_goal(self, snap: Snapshot, offset: BodyOffset, guess: np.ndarray) -> np.ndarray:
-        """The stand at ``offset`` over the feet where ``snap`` has them, a lifted foot put down below itself."""
+        """The stand at ``offset`` over the feet of ``snap`` (:meth:`_feet_down`)."""
         rot = _rotation(*(float(v) for v in snap.quat_wxyz))
         soles = snap.feet_body @ rot.T + snap.position  # world
-        soles[:, 2] = soles[:, 2].min()  # the ground under the lowest foot
-        centres = soles + np.array([0.0, 0.0, self._foot_radius])
-        return self.kinematics.stand_on_feet(centres, offset, guess)
+        return self.kinematics.stand_on_feet(self._feet_down(soles, snap.contacts, snap.position, rot), offset, guess)
+
+    def _feet_down(
+        self, soles: np.ndarray, contacts: tuple[bool, ...], base: np.ndarray, rot: np.ndarray
+    ) -> np.ndarray:
+        """Foot centres (world) to stand on: a foot on the ground stays; one in the air goes down under its hip."""
+        touching = [i for i, c in enumerate(contacts) if c]
+        ground = float(soles[touching, 2].mean()) if touching else float(soles[:, 2].min())
+        c, s = rot[0, 0], rot[1, 0]
+        norm = math.hypot(c, s) or 1.0
+        yaw = np.array([[c / norm, -s / norm, 0.0], [s / norm, c / norm, 0.0], [0.0, 0.0, 1.0]])
+        stance = self.kinematics.nominal_feet @ yaw.T + base
+        out = soles.copy()
+        for i, down in enumerate(contacts):
+            if not down:
+                out[i, :2] = stance[i, :2]
+        out[:, 2] = ground + self._foot_radius
+        return out
 
     def _settle(self) -> None:
         """The stand re-planned over the feet where they are now (lock held)."""
