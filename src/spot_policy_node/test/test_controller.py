@@ -297,6 +297,23 @@ def test_walk_refused_without_inputs(spec: PolicySpec) -> None:
     assert not ok and "imu/data is stale (1.000 s old, limit 0.060 s)" in message
 
 
+def test_a_request_for_the_mode_in_force_is_accepted_and_the_step_still_judges_the_inputs(spec: PolicySpec) -> None:
+    c, _, _ = make(spec)
+    feed(c, 0.0)
+    assert c.request(Mode.WALK, 0.0)[0]
+    # The inputs are 70 ms old when the request lands (a machine pause): walking goes on...
+    assert c.request(Mode.WALK, 0.07) == (True, "walking")
+    assert c.mode is Mode.WALK
+    # ...and the next step, still without fresh inputs, faults on them as always.
+    assert c.step(0.08) is None and c.mode is Mode.FAULT and "is stale" in c.fault_reason
+    # A switch still checks the inputs first.
+    c, _, _ = make(spec)
+    feed(c, 0.0)
+    assert c.request(Mode.WALK, 0.0)[0]
+    ok, message = c.request(Mode.STAND, 0.07)
+    assert not ok and "joint_states is stale" in message and c.mode is Mode.WALK
+
+
 def test_input_triggered_step_waits_for_inputs_of_the_same_instant(spec: PolicySpec) -> None:
     c, _, _ = make(spec)
     feed(c, 0.0)

@@ -244,15 +244,23 @@ def run_soak(args: argparse.Namespace, specs: list, profile: Profile | None, out
 
     try:
         run_nodes(
-            specs, bringup.profile_player(str(profile_path)), out, cycled, 120.0 + 1.2 * args.duration, None, watch
+            specs,
+            bringup.profile_player(str(profile_path), recover=True),
+            out,
+            cycled,
+            120.0 + 1.2 * args.duration,
+            None,
+            watch,
         )
+        code = 0
     except JobError as exc:
         print(f"spot-policy sim: error: {exc}", file=sys.stderr)
-        return 1
+        code = 1  # what was measured up to the failure is still reported
     finally:
         for monitor in monitors:
             monitor.stop()
     report = monitors[0].report() if monitors else {"minutes": [], "memory_growth": {}}
+    report["recoveries"] = soak.recoveries(out / "logs" / "profile_player.log")
     print(soak.format_report(report))
     print(f"wrote {soak.write_report(report, out)}")
-    return 0
+    return code

@@ -5,8 +5,10 @@ walk, turn, sidestep, halt), through the same nodes as any run, in real time, wi
 (half an hour of one would be gigabytes). A monitor in this process reads every node's diagnostics
 once a second and each node process's resident memory every 5 s, and the run ends with, per minute:
 the policy step's median and worst p99 (µs), the control-period jitter p99 (ms), the steps that
-came more than half a period late (missed deadlines), the sim bridge's dropped physics steps and each
-process's memory; then each process's memory growth after the first minute. ``soak.json`` holds it.
+came more than half a period late (missed deadlines), the policy node's faults, the sim bridge's
+dropped physics steps and each process's memory; then each process's memory growth after the first
+minute and the profile player's recoveries (a fault, from a stall of this machine say, is reset and
+the run goes on: one line each). ``soak.json`` holds it.
 """
 
 from __future__ import annotations
@@ -65,6 +67,7 @@ class Minute:
     step_us_p99: list[float] = field(default_factory=list)
     jitter_ms_p99: list[float] = field(default_factory=list)
     late_steps: list[int] = field(default_factory=list)
+    faults: list[int] = field(default_factory=list)
     dropped_steps: list[int] = field(default_factory=list)
     rss_mb: dict[str, list[float]] = field(default_factory=dict)
 
@@ -100,6 +103,7 @@ class SoakMonitor:
                     minute.step_us_p99.append(float(values["step_us_p99"]))
                     minute.jitter_ms_p99.append(float(values["period_jitter_ms_p99"]))
                     minute.late_steps.append(int(values["late_steps"]))
+                    minute.faults.append(int(values["faults"]))
                 except (KeyError, ValueError):
                     pass
             elif status.name.startswith("sim_bridge") and "dropped_steps" in values:
@@ -136,9 +140,11 @@ class SoakMonitor:
         rows = []
         previous_late: int | None = None
         previous_dropped: int | None = None
+        previous_faults: int | None = None
         for index in sorted(self.minutes):
             m = self.minutes[index]
             late = max(m.late_steps) if m.late_steps else None
+            faults = max(m.faults) if m.faults else None
             dropped = max(m.dropped_steps) if m.dropped_steps else None
             rows.append(
                 {
@@ -147,11 +153,13 @@ class SoakMonitor:
                     "step_us_p99_worst": max(m.step_us_p99, default=None),
                     "period_jitter_ms_p99_worst": max(m.jitter_ms_p99, default=None),
                     "late_steps": None if late is None else late - (previous_late or 0),
+                    "faults": None if faults is None else faults - (previous_faults or 0),
                     "bridge_dropped_steps": None if dropped is None else dropped - (previous_dropped or 0),
                     "rss_mb": {name: round(_median(v) or 0.0, 1) for name, v in sorted(m.rss_mb.items())},
                 }
             )
             previous_late = late if late is not None else previous_late
+            previous_faults = faults if faults is not None else previous_faults
             previous_dropped = dropped if dropped is not None else previous_dropped
         growth = {}
         if len(rows) >= 2:
@@ -183,7 +191,7 @@ def _slope(points: list[tuple[int, float]]) -> float:
 def format_report(report: dict) -> str:
     head = (
         f"{'min':>4} {'step med us':>12} {'step p99 us':>12} {'jitter p99 ms':>14} {'late steps':>11} "
-        f"{'dropped':>8}  memory MB"
+        f"{'faults':>7} {'dropped':>8}  memory MB"
     )
     lines = [head]
     for r in report["minutes"]:
@@ -194,7 +202,7 @@ def format_report(report: dict) -> str:
         mem = ", ".join(f"{k} {v:.0f}" for k, v in r["rss_mb"].items())
         lines.append(
             f"{r['minute']:>4} {f(r['step_us_median'], '.1f'):>12} {f(r['step_us_p99_worst'], '.1f'):>12} "
-            f"{f(r['period_jitter_ms_p99_worst'], '.2f'):>14} {f(r['late_steps'], 'd'):>11} "
+            f"{f(r['period_jitter_ms_p99_worst'], '.2f'):>14} {f(r['late_steps'], 'd'):>11} {f(r['faults'], 'd'):>7} "
             f"{f(r['bridge_dropped_steps'], 'd'):>8}  {mem}"
         )
     for name, g in report["memory_growth"].items():
@@ -202,7 +210,17 @@ def format_report(report: dict) -> str:
             f"memory {name}: {g['after_first_minute_mb']:+.1f} MB after the first minute "
             f"({g['slope_mb_per_min']:+.3f} MB/min)"
         )
+    recoveries = report.get("recoveries", [])
+    lines.append(f"recoveries: {len(recoveries)}" + "".join(f"\n  {line}" for line in recoveries))
     return "\n".join(lines)
+
+
+def recoveries(player_log: Path) -> list[str]:
+    """The profile player's recovery lines (what was refused, and why), from its log."""
+    if not player_log.is_file():
+        return []
+    lines = player_log.read_text(errors="replace").splitlines()
+    return [line.split("]: ", 1)[-1] for line in lines if "]: recovery " in line and "refused" in line]
 
 
 def write_report(report: dict, out: Path) -> Path:

@@ -46,15 +46,24 @@ def test_the_report_gives_per_minute_deltas_and_memory_growth_after_the_first_mi
 
 @pytest.mark.slow
 @pytest.mark.ros
-def test_a_short_soak_reports_every_minute_and_process(tmp_path: Path) -> None:
+def test_a_short_soak_reports_every_minute_and_process_and_goes_on_after_a_fault(tmp_path: Path) -> None:
+    """A NaN injected 7 s into the sim faults the node mid-walk; the soak's player resets the node and
+    the sim, stands and walks on, and the report counts the fault and names the recovery."""
     out = tmp_path / "soak"
-    done = subprocess.run(
-        [str(EXE), "sim", "--duration", "20", "--out", str(out)], capture_output=True, text=True, timeout=300
-    )
+    cmd = [str(EXE), "sim", "--duration", "20", "--out", str(out), "--bridge", "fault_nan_at_s=7"]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     report = json.loads((out / "soak.json").read_text())
     assert [r["minute"] for r in report["minutes"]] == [1]
     first = report["minutes"][0]
     assert first["step_us_median"] and first["step_us_p99_worst"] and first["late_steps"] is not None
+    assert first["faults"] == 1, first
     assert {"sim_bridge", "policy_node", "profile_player"} <= set(first["rss_mb"])
     assert "memory" in done.stdout and "soak.json" in done.stdout
+    [recovery] = report["recoveries"]
+    assert recovery.startswith("recovery 1: policy node refused walk") and "in fault" in recovery, recovery
+    player = (out / "logs" / "profile_player.log").read_text()
+    assert "recovery 1: back in" in player, player[-2000:]
+    # After the recovery the node walked again: its last word is a walk request accepted.
+    policy = (out / "logs" / "policy_node.log").read_text()
+    assert policy.rindex("walk: policy running") > policy.index("FAULT"), policy[-2000:]

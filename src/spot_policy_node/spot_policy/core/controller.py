@@ -309,12 +309,14 @@ class PolicyController:
             raise ValueError("fault is entered by the watchdogs, not requested")
         if self.mode is Mode.FAULT:
             return False, f"in fault ({self.fault_reason}); call reset first"
+        if mode is self.mode:
+            # Nothing switches: the mode goes on and its own step checks the inputs (a request that
+            # lands in a pause of the machine, inputs 70 ms old, must not read as a refusal).
+            return True, "standing" if mode is Mode.STAND else "walking"
         problems = self.readiness(mode, now)
         if problems:
             return False, f"cannot {mode.value}: " + "; ".join(problems)
         if mode is Mode.STAND:
-            if self.mode is Mode.STAND:
-                return True, "standing"  # already: the stand in progress goes on
             self._start_stand(now)
             return True, "standing"
         if self.mode is not Mode.WALK:

@@ -142,10 +142,10 @@ def keyboard_teleop(publish_rate_hz: float = 20.0) -> NodeSpec:
     return NodeSpec("spot_policy", "keyboard_teleop", "keyboard_teleop", (), {"publish_rate_hz": publish_rate_hz})
 
 
-def profile_player(profile: str, sim_time: bool = True) -> NodeSpec:
-    return NodeSpec(
-        "spot_policy", "profile_player", "profile_player", (), {"profile": profile, "use_sim_time": sim_time}
-    )
+def profile_player(profile: str, sim_time: bool = True, recover: bool = False) -> NodeSpec:
+    """``recover``: a refused request resets and goes on instead of ending the profile (soak runs)."""
+    params = {"profile": profile, "use_sim_time": sim_time, **({"recover": True} if recover else {})}
+    return NodeSpec("spot_policy", "profile_player", "profile_player", (), params)
 
 
 def recorder(out: Path, sim_time: bool = True, lockstep: bool = False) -> NodeSpec:

@@ -4,6 +4,10 @@ The scripted stand-in for a person with a gamepad: at each segment it calls the 
 ``~/stand``, ``~/walk`` or ``~/stop`` and publishes the segment's ``cmd_vel``, on the ROS clock
 (so it follows simulated time). It marks each segment start on ``profile/segment`` (JSON in a
 std_msgs/String) so a recording can be cut into segments afterwards.
+
+A refused request ends the profile (exit 3) unless ``recover`` is set (the soak's long runs): then,
+as an operator would, it resets a faulted policy node and the simulator, stands, waits
+``recover_stand_s`` and goes on with the segment in force; each recovery is one warning line.
 """
 
 from __future__ import annotations
@@ -38,6 +42,9 @@ class ProfilePlayer(Node):
                     ("cmd_rate_hz", 20.0),
                     ("start_timeout_s", 60.0),
                     ("push_service", "/sim_bridge/push"),
+                    ("recover", False),
+                    ("sim_reset_service", "/sim_bridge/reset"),
+                    ("recover_stand_s", 1.0),
                 ],
             )
         }
@@ -50,6 +57,15 @@ class ProfilePlayer(Node):
         node = str(params["policy_node"]).strip("/")
         self.clients_ = {m: self.create_client(Trigger, f"/{node}/{s}") for m, s in SERVICE_FOR_MODE.items()}
         self.push_client = self.create_client(Trigger, str(params["push_service"]))
+        self.recover = bool(params["recover"])
+        self.recover_stand_s = float(params["recover_stand_s"])
+        self.reset_clients = [
+            self.create_client(Trigger, f"/{node}/reset"),
+            self.create_client(Trigger, str(params["sim_reset_service"])),
+        ]
+        self.recoveries = 0
+        self._recovery: list[tuple[str, object]] = []  # steps left: ("call", client) / ("mode", m) / ("wait", t)
+        self._recovery_since = 0.0
         self.start_timeout_s = float(params["start_timeout_s"])
         self.t0: float | None = None
         self.index = -1
@@ -86,6 +102,8 @@ class ProfilePlayer(Node):
         if index != self.index:
             self.index = index
             self._enter(segment)
+        elif self._recovery and self._pending is None:
+            self._recover_step(segment)
 
     def _try_start(self) -> None:
         """Start once the policy node accepts the first segment's mode (it needs fresh inputs)."""
@@ -112,7 +130,10 @@ class ProfilePlayer(Node):
             f"segment {self.index + 1}/{len(self.profile.segments)} '{segment.name}': {segment.mode} "
             f"cmd_vel {list(segment.cmd_vel)}"
         )
-        self._call(segment, on_ok=lambda: None, retry=False)
+        if self._recovery:  # the recovery ends in this segment's mode
+            self._recovery[-1] = ("mode", segment.mode)
+        else:
+            self._call(segment, on_ok=lambda: None, retry=False)
         if segment.push:
             self._push(segment)
 
@@ -126,10 +147,56 @@ class ProfilePlayer(Node):
             if result is not None and result.success:
                 on_ok()
             elif not retry:
-                self._abort(f"policy node refused {segment.mode} in segment '{segment.name}': "
-                            f"{result.message if result else 'no answer'}")  # fmt: skip
+                message = f"policy node refused {segment.mode} in segment '{segment.name}': " + (
+                    result.message if result else "no answer"
+                )
+                self._start_recovery(message) if self.recover else self._abort(message)
 
         future.add_done_callback(done)
+
+    def _start_recovery(self, message: str) -> None:
+        """Reset the node (and the simulator) if it is in fault, stand, then the segment's mode."""
+        self.recoveries += 1
+        faulted = "in fault" in message
+        self.get_logger().warning(
+            f"recovery {self.recoveries}: {message}; "
+            + ("resetting the policy node and the simulator, then stand" if faulted else "asking again")
+        )
+        mode = self.profile.segments[self.index].mode
+        calls = [("call", c) for c in self.reset_clients] + [("mode", "stand"), ("wait", self.recover_stand_s)]
+        self._recovery = [*(calls if faulted and mode != "stop" else []), ("mode", mode)]
+        self._recovery_since = time.monotonic()
+
+    def _recover_step(self, segment: Segment) -> None:
+        if time.monotonic() - self._recovery_since > self.start_timeout_s:
+            self._abort(f"recovery {self.recoveries} did not succeed within {self.start_timeout_s:.0f} s")
+            return
+        kind, what = self._recovery[0]
+        if kind == "wait":
+            self._recovery[0] = ("until", self._now() + float(what))
+            return
+        if kind == "until":
+            if self._now() >= float(what):
+                self._recovery.pop(0)
+            return
+        client = what if kind == "call" else self.clients_[str(what)]
+        if not client.service_is_ready():
+            if kind == "call":  # no such service here (the robot has no simulator to reset)
+                self._recovery.pop(0)
+            return
+        step = self._recovery[0]
+        self._pending = client.call_async(Trigger.Request())
+
+        def done(f) -> None:
+            self._pending = None
+            result = f.result()
+            # A new segment may have replaced the mode step meanwhile: then that one is asked next.
+            if (kind == "call" or (result is not None and result.success)) and self._recovery[:1] == [step]:
+                self._recovery.pop(0)
+                if not self._recovery:
+                    self.get_logger().info(f"recovery {self.recoveries}: back in '{segment.name}'")
+
+        self._pending.add_done_callback(done)
 
     def _push(self, segment: Segment) -> None:
         """Kick the base through the simulator's ~/push (its push_velocity parameter sets the kick)."""
