@@ -122,13 +122,16 @@ def test_garbage_on_every_input_kills_nothing_and_faults_only_where_needed(tmp_p
             contract.TOPIC_JOY: serialize_message(Joy(axes=[0.0] * 8, buttons=[0] * 13)),
         }
         for topic, payload in real.items():
+            # Sent once each reader has matched (teleop is discovered on its own time).
+            assert wait_for(lambda t=topic: node.pubs[t].get_subscription_count() > 0, 10), topic
             assert node.send(topic, unreadable(rng, payload)) > 50, topic
         assert wait_for(lambda: int(node.status("sim_bridge").get("bad_messages.joint_command", 0)) > 0, 5)
         assert wait_for(lambda: int(node.status("policy_node").get("bad_messages.cmd_vel", 0)) > 0, 5)
         assert alive(), [p.tail() for p in procs]
         assert node.status("policy_node").get("mode") == "stand"
-        teleop_log = (tmp_path / "logs" / "teleop.log").read_text()
-        assert "joy: ignored a message that cannot be read" in teleop_log, teleop_log[-2000:]
+        teleop_log = tmp_path / "logs" / "teleop.log"
+        ignored = "joy: ignored a message that cannot be read"
+        assert wait_for(lambda: ignored in teleop_log.read_text(), 5), teleop_log.read_text()[-2000:]
         # joint_states, which standing needs: the node faults naming it, and stays up.
         js = serialize_message(JointState(name=list(contract.SDK_JOINT_ORDER), position=[0.0] * 12))
         node.send(contract.TOPIC_JOINT_STATES, garbage(rng, js)[:60])

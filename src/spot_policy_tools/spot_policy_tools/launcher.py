@@ -12,6 +12,7 @@ import ctypes
 import os
 import signal
 import subprocess
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -92,8 +93,19 @@ class NodeGroup:
         return next((p for p in self.procs if p.poll() is not None), None)
 
     def stop(self, order: Callable[[NodeProcess], int] | None = None) -> dict[str, int]:
+        """Stop every node (``order``: sort key; default reverse start order); their exit statuses.
+
+        A node that had to be killed is named on stderr: its log ends with its threads' stacks
+        (node_main.StopSignals), and a recorder's bag then needs ``spot-policy recover``."""
         procs = sorted(self.procs, key=order) if order else list(reversed(self.procs))
-        return {p.name: p.stop() for p in procs}
+        codes = {}
+        for p in procs:
+            running = p.poll() is None
+            codes[p.name] = p.stop()
+            if running and codes[p.name] == -signal.SIGKILL:
+                print(f"{p.name} did not stop on SIGINT and SIGTERM and was killed: see {p.log_path}",
+                      file=sys.stderr)  # fmt: skip
+        return codes
 
 
 def follow(path: Path, position: int) -> tuple[list[str], int]:

@@ -23,7 +23,7 @@ from spot_policy.core.loader import LoadedPolicy, load_policy
 from spot_policy.ros import bringup
 from spot_policy.ros.bag_recorder import BagRecorder, default_typestore, deserialize_cdr
 from spot_policy_tools import cli
-from spot_policy_tools.replay import Recording, ReplayError, read_recording, replay
+from spot_policy_tools.replay import MAX_STEPS_PAST_THE_CUT, Recording, ReplayError, read_recording, replay
 
 from policy_fixtures import make_run
 
@@ -326,3 +326,33 @@ def test_bad_bags_get_a_clear_error(tmp_path: Path, capsys: pytest.CaptureFixtur
     loaded = load_policy(POLICY, providers=["cpu"], log=lambda _m: None)
     with pytest.raises(ReplayError, match=r"joint_states stamped .* is not in the bag"):
         replay(rec, loaded)
+
+
+def test_records_past_the_recordings_end_are_left_out_and_a_lost_tail_is_named(tmp_path: Path) -> None:
+    """The recorder's cut may fall between a state message and the node's step that used it (two
+    writers): those last steps are not compared, with a note. A longer lost tail is named as lost."""
+    src = GOLDEN / "sim_default"
+    rec = read_recording(src)
+    used = sorted({int(p.view["joint_states"][1]) for p in rec.points if p.kind == "step"})
+    typestore = default_typestore()
+
+    def cut_at_the_last_steps(k: int) -> Callable[[str, str, bytes], tuple[str, bytes] | None]:
+        """Drop every joint_states from the one the k-th last step used on, as a cut there would."""
+
+        def edit(topic: str, msgtype: str, raw: bytes) -> tuple[str, bytes] | None:
+            if topic == "/joint_states":
+                stamp = deserialize_cdr(typestore, raw, msgtype).header.stamp
+                if stamp.sec * 1_000_000_000 + stamp.nanosec >= used[-k]:
+                    return None
+            return msgtype, raw
+
+        return edit
+
+    loaded = load_policy(POLICY, providers=["cpu"], log=lambda _m: None)
+    report = replay(read_recording(rewrite(src, tmp_path / "cut", cut_at_the_last_steps(2))), loaded)
+    assert report.passed, (report.first_divergence, report.notes)
+    [note] = [n for n in report.notes if "the recording ended" in n]
+    assert "joint_states of the node's last" in note and "(2 step(s))" in note, note
+    tail = cut_at_the_last_steps(MAX_STEPS_PAST_THE_CUT + 5)
+    with pytest.raises(ReplayError, match=r"joint_states stamped .* is not in the bag"):
+        replay(read_recording(rewrite(src, tmp_path / "lost_tail", tail)), loaded)

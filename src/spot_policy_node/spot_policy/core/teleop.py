@@ -274,7 +274,6 @@ class Teleop:
             out.append((-value if axis.invert else value) + 0.0)  # + 0.0: no -0.0 on the wire
         return (out[0], out[1], out[2])
 
-
     def output(self, now: float) -> Command | None:
         """What to publish now (ROS teleop habit): the command while the dead-man is held in a fresh
         message, one zero when that ends (released, joystick lost, a bad message), else nothing, so

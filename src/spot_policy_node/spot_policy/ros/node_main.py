@@ -14,6 +14,7 @@ is never cut short.
 
 from __future__ import annotations
 
+import faulthandler
 import signal
 import sys
 from collections.abc import Callable, Sequence
@@ -46,9 +47,15 @@ class StopSignals:
         self.first: str | None = None
         self._on_stop: list[Callable[[], None]] = []
 
+    #: A stop that has not ended after this long dumps every thread's stack to stderr (the node's
+    #: log): where a shutdown hangs, even inside C code, where no Python handler can run.
+    STUCK_AFTER_S = 8.0
+
     def install(self) -> StopSignals:
         for signum in (signal.SIGINT, signal.SIGTERM):
             signal.signal(signum, self._handle)
+        if not faulthandler.is_enabled():  # a native crash leaves its Python stack in the log too
+            faulthandler.enable()
         return self
 
     @property
@@ -65,6 +72,7 @@ class StopSignals:
         the default at interpreter exit, so a SIGINT in that last window (``ros2 launch`` sends
         one more while a process exits) would still kill it with status -2; an ignored signal
         is left ignored."""
+        faulthandler.cancel_dump_traceback_later()
         for signum in (signal.SIGINT, signal.SIGTERM):
             signal.signal(signum, signal.SIG_IGN)
 
@@ -73,6 +81,7 @@ class StopSignals:
         what = signal.Signals(signum).name
         if self.count == 1:
             self.first = what
+            faulthandler.dump_traceback_later(self.STUCK_AFTER_S, exit=False)
             for callback in self._on_stop:
                 callback()
         else:
