@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -63,3 +64,37 @@ def test_a_burst_of_signals_ends_the_node_cleanly(name: str, tmp_path: Path) -> 
     assert took < BOUND_S, f"{took:.1f} s"
     if name == "recorder":  # and the bag it wrote is whole
         assert (tmp_path / "bag" / "metadata.yaml").is_file(), output[-2000:]
+
+
+HANGING_STOP = """
+import sys, time
+from spot_policy.ros.node_main import StopSignals
+StopSignals.STUCK_AFTER_S = 0.5
+stop = StopSignals("hanging").install()
+print("ready", flush=True)
+while not stop.requested:
+    time.sleep(0.01)
+def shutdown_that_hangs():
+    time.sleep(2.0)
+shutdown_that_hangs()
+stop.ignore_from_now()
+print("stopped", flush=True)
+"""
+
+
+def stop_with_sigint(script: str) -> tuple[int, str, str]:
+    proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert proc.stdout is not None and proc.stdout.readline().strip() == "ready"
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=BOUND_S)
+    return proc.returncode, out, err
+
+
+def test_a_stop_that_hangs_leaves_the_threads_stacks_in_the_log() -> None:
+    """A node whose shutdown does not end writes where it is stuck (the function, the line) to its
+    log, before the job's SIGKILL; a stop that ends in time writes nothing of the kind."""
+    code, out, err = stop_with_sigint(HANGING_STOP)
+    assert code == 0 and "stopped" in out, err
+    assert "most recent call first" in err and "shutdown_that_hangs" in err, err
+    code, out, err = stop_with_sigint(HANGING_STOP.replace("time.sleep(2.0)", "pass"))
+    assert code == 0 and "stopped" in out and "most recent call first" not in err, err
