@@ -9,6 +9,7 @@ processes inherit the environment.
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import os
 import random
@@ -37,9 +38,17 @@ def claim_domain(first: int = 1, last: int = 99) -> int:
     """Claim a free domain id in ``first..last`` for the life of this process, set the environment
     for it, and return it."""
     domain, lock = _lock_free_domain(list(range(first, last + 1)))
+    if not _held:
+        atexit.register(_release_all)
     _held.append(lock)  # held until the process exits
     isolate_environment(domain)
     return domain
+
+
+def _release_all() -> None:
+    """At exit: close the lock sockets (the port is free either way; this keeps the exit quiet)."""
+    while _held:
+        _held.pop().close()
 
 
 @contextlib.contextmanager
