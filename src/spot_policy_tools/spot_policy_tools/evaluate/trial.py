@@ -22,7 +22,7 @@ import numpy as np
 
 from spot_policy.core import contract
 from spot_policy.ros import bringup
-from spot_policy.ros.dds_isolation import claimed_domain, fast_discovery_environment, isolate_environment
+from spot_policy.ros.dds_isolation import claimed_domain, isolate_environment
 from spot_policy_tools.evaluate.metrics import TrialContext, compute
 from spot_policy_tools.evaluate.scenario import Scenario
 from spot_sim_bridge.core.backend import DEFAULT_JOINT_POS
@@ -210,8 +210,6 @@ def run_trial_once(
     fault_at = scenario.lead_s + scenario.faults[0].at_s if scenario.faults else None
     points = timeline(segments, pushes, fault_at, end_s, spec.control_dt)
     result: dict[str, Any] = {"scenario": scenario.name, "trial": spec.trial, "seed": spec.seed, "error": None}
-    # Before this process's first DDS participant (the driver's): Fast DDS reads its profile once.
-    fast_discovery_environment(os.environ)  # type: ignore[arg-type]
     _phase("start")
     started = time.monotonic()
     wall_limit = 60.0 + 6.0 * end_s
