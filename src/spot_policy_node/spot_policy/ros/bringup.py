@@ -68,13 +68,13 @@ def _param_text(value: Any) -> str:
     return str(value)
 
 
-def policy_node(policy: str, trigger: str, sim_time: bool) -> NodeSpec:
+def policy_node(policy: str, trigger: str, sim_time: bool, extra_params: dict[str, Any] | None = None) -> NodeSpec:
     return NodeSpec(
         "spot_policy",
         "policy_node",
         "policy_node",
         ("policy_node.yaml",),
-        {"policy": policy, "trigger": trigger, "use_sim_time": sim_time},
+        {"policy": policy, "trigger": trigger, "use_sim_time": sim_time, **(extra_params or {})},
         required=True,
     )
 
@@ -87,6 +87,7 @@ def sim_nodes(
     teleop: bool = True,
     joy: bool = False,
     extra_bridge_params: dict[str, Any] | None = None,
+    extra_policy_params: dict[str, Any] | None = None,
 ) -> list[NodeSpec]:
     """The simulation bring-up: bridge + policy node (+ teleop, + joy_node)."""
     nodes = [
@@ -106,7 +107,7 @@ def sim_nodes(
             required=True,
         ),
         # Lock-stepped physics needs one policy step per state message.
-        policy_node(policy, "timer" if realtime else "input", True),
+        policy_node(policy, "timer" if realtime else "input", True, extra_policy_params),
     ]
     if teleop:
         nodes.append(teleop_node(sim_time=True))

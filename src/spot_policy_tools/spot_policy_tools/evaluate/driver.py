@@ -4,21 +4,25 @@ It stands where a person with a gamepad (or the profile player) stands: it calls
 ``~/stand``, ``~/walk``, ``~/stop`` services and publishes ``cmd_vel``; it kicks the base through
 the sim bridge's ``~/push``. What makes a run reproducible is *when* these happen: the sim bridge
 runs with ``lockstep_barrier`` and never passes the time the driver last sent on ``~/run_until``.
-At each point of the timeline (segment starts, pushes, a cmd_vel refresh every
-:data:`REFRESH_S`) the bridge holds with the policy's answer to that instant owed a step; the
-driver changes what it must (cmd_vel acknowledged by the node's reader, then the mode service
-answered, so the node has both before its next step), and releases the bridge to the next point.
+At each point of the timeline (segment starts, pushes, the instant before an injected fault) the
+bridge holds with the policy's answer to that instant taken and the next step owed; the driver
+changes what it must (cmd_vel, then the mode service, answered once the node's reader had that
+cmd_vel, so the node has both before its next step), and releases the bridge to the next point.
 So every command, push and mode switch lands on the same control step in every run, whatever the
-machine's load.
+machine's load. cmd_vel is sent only at segment starts, each one acknowledged: the trial's policy
+node runs with its cmd_vel watchdog (a teleop-link safety) set past the trial's end, so no
+periodic re-send has to race the simulation (:func:`spot_policy_tools.evaluate.trial.policy_params`).
 
-``lockstep_wait_s`` (how long the bridge waits for an answer before stepping without one) is long
-while the policy is expected to answer and short where it is not (a stop segment, after an
-injected fault), so a machine stall never adds a step and a silent policy never stalls the run.
+``lockstep_wait_s`` (how long the bridge waits for an answer before stepping without one) is
+unlimited while the policy is expected to answer (a machine stall never adds a step; a fault the
+policy reports switches it, see :meth:`TrialDriver.spin_until`) and short where it is not (a stop
+segment, from the instant an injected fault lands), so a silent policy never stalls the run.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import os
 import sys
 import time
@@ -43,10 +47,8 @@ from std_srvs.srv import Trigger
 from spot_policy.core import contract
 from spot_policy.ros.polling import PolledGroup, take_raw
 
-#: cmd_vel is re-sent this often (sim s): the node zeroes a command older than 0.5 s.
-REFRESH_S = 0.25
-#: lockstep_wait_s while the policy answers every state (a stall this long would add a step).
-WAIT_ANSWERING_S = 2.0
+#: lockstep_wait_s while the policy answers every state: 0 = wait for the answer however long it takes.
+WAIT_ANSWERING_S = 0.0
 #: lockstep_wait_s while the policy is silent (stopped, faulted): the sim moves on by itself.
 WAIT_SILENT_S = 0.01
 #: lockstep_wait_s before the first command (the bridge republishes the start state this often).
@@ -133,7 +135,6 @@ class TrialDriver:
         self.executor = SingleThreadedExecutor(context=self.context)
         self.executor.add_node(n)
         self._wait_s: float | None = None
-        self._cmd = (0.0, 0.0, 0.0)
 
     def _on_event(self, msg: String) -> None:
         self.messages.append(("policy_node/events", msg))
@@ -202,7 +203,6 @@ class TrialDriver:
         it). Waiting for the reader's acknowledgement instead would wait for the writer's heartbeat."""
         msg = Twist()
         msg.linear.x, msg.linear.y, msg.angular.z = cmd
-        self._cmd = cmd
         self.cmd_pub.publish(msg)
         self.cmd_sent += 1
 
@@ -291,7 +291,8 @@ class TrialDriver:
                 return
             if point.segment is not None:
                 name, mode, cmd, index = point.segment
-                self.publish_cmd(cmd if mode == "walk" else (0.0, 0.0, 0.0))
+                if point.t_ns > 0:  # at 0: the zero command start() sent and the node acknowledged
+                    self.publish_cmd(cmd if mode == "walk" else (0.0, 0.0, 0.0))
                 self.mark(name, index, point.t_ns)
                 if point.t_ns > 0 and (mode != current_mode or mode != "stand"):
                     result = self.request(mode, alive)
@@ -301,8 +302,6 @@ class TrialDriver:
                             f"{result.message if result else 'no answer'}"
                         )
                 current_mode = mode
-            else:
-                self.publish_cmd(self._cmd)
             for velocity in point.pushes:
                 request = SetParameters.Request(
                     parameters=[
@@ -319,8 +318,12 @@ class TrialDriver:
                 if not result or not result.success:
                     raise DriverError(f"the sim bridge refused a push at {point.t_ns * 1e-9:.2f} s")
             silent = silent or point.silent_from_here or self.faulted
-            if point.t_ns > 0 or silent:  # at 0 the start state is still being republished (WAIT_START_S)
-                self.set_wait(WAIT_SILENT_S if silent or current_mode == "stop" else WAIT_ANSWERING_S, alive)
+            quiet = silent or current_mode == "stop"
+            if point.t_ns == 0 and not quiet:
+                # The bridge republishes the start state (WAIT_START_S) until the policy's first
+                # answer; only once it holds with that answer taken may the wait become unlimited.
+                self.spin_until(lambda: self.held_ns is not None, 30.0, alive, "the policy's first answer")
+            self.set_wait(WAIT_SILENT_S if quiet else WAIT_ANSWERING_S, alive)
 
     def close(self) -> None:
         try:
@@ -348,7 +351,9 @@ def timeline(
     control_dt: float,
 ) -> list[Point]:
     """The points of a trial: ``segments`` as (name, mode, start s, duration s, cmd), pushes as
-    (at s, world velocity), all in trial time, rounded to whole control steps."""
+    (at s, world velocity), all in trial time, rounded to whole control steps; a fault at
+    ``fault_at_s`` lands on the first state instant at or after it (the sim bridge's rule), and the
+    policy goes silent from the point one control step before that instant."""
     step_ns = round(control_dt * 1e9)
 
     def at(t: float) -> int:
@@ -364,14 +369,11 @@ def timeline(
     for t, velocity in pushes:
         point(at(t)).pushes.append(velocity)
     if fault_at_s is not None:
-        # The fault lands on the instant at fault_at_s; the policy's last answer is the one before.
-        point(max(0, at(fault_at_s) - 2 * step_ns)).silent_from_here = True
+        # Held there, the policy has answered its last clean instant; the next one is faulty.
+        first_faulty = math.ceil((fault_at_s - 1e-9) / control_dt - 1e-9) * step_ns
+        point(max(0, first_faulty - step_ns)).silent_from_here = True
     end_ns = at(end_s)
-    t = 0
-    refresh_ns = at(REFRESH_S)
-    while t < end_ns:
-        point(t)
-        t += refresh_ns
+    point(0)
     point(end_ns).end = True
     ordered = sorted(points.values(), key=lambda p: p.t_ns)
     return [p for p in ordered if p.t_ns <= end_ns]

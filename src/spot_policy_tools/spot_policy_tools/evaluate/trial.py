@@ -22,7 +22,7 @@ import numpy as np
 
 from spot_policy.core import contract
 from spot_policy.ros import bringup
-from spot_policy.ros.dds_isolation import claimed_domain, isolate_environment
+from spot_policy.ros.dds_isolation import claimed_domain, fast_discovery_environment, isolate_environment
 from spot_policy_tools.evaluate.metrics import TrialContext, compute
 from spot_policy_tools.evaluate.scenario import Scenario
 from spot_sim_bridge.core.backend import DEFAULT_JOINT_POS
@@ -107,6 +107,15 @@ def bridge_params(spec: TrialSpec) -> dict[str, Any]:
     params["initial_pose_offsets"] = [round(pose[n] - DEFAULT_JOINT_POS[n], 6) for n in contract.ISAAC_JOINT_ORDER]
     params.update(spec.extra_bridge_params)
     return params
+
+
+def policy_params(end_s: float) -> dict[str, Any]:
+    """The policy node's parameter overrides for a trial: its shipped configuration but for the
+    cmd_vel watchdog, set past the trial's end. The driver sends cmd_vel once per segment, each
+    acknowledged (driver.TrialDriver.request); a watchdog that expects a stream would need re-sends
+    that race the lockstepped simulation. The watchdog itself is tested with the node
+    (test_controller.py), not by evaluation scenarios."""
+    return {"cmd_vel_timeout_s": round(end_s + 1.0, 3)}
 
 
 def initial_pose(scenario: Scenario, seed: int) -> dict[str, float]:
@@ -210,6 +219,8 @@ def run_trial_once(
     fault_at = scenario.lead_s + scenario.faults[0].at_s if scenario.faults else None
     points = timeline(segments, pushes, fault_at, end_s, spec.control_dt)
     result: dict[str, Any] = {"scenario": scenario.name, "trial": spec.trial, "seed": spec.seed, "error": None}
+    # Before this process's first DDS participant (the driver's): Fast DDS reads its profile once.
+    fast_discovery_environment(os.environ)  # type: ignore[arg-type]
     _phase("start")
     started = time.monotonic()
     wall_limit = 60.0 + 6.0 * end_s
@@ -219,7 +230,11 @@ def run_trial_once(
         driver = None
         try:
             for node in bringup.sim_nodes(
-                spec.policy, realtime=False, teleop=False, extra_bridge_params=bridge_params(spec)
+                spec.policy,
+                realtime=False,
+                teleop=False,
+                extra_bridge_params=bridge_params(spec),
+                extra_policy_params=policy_params(end_s),
             ):
                 group.start(node)
 
