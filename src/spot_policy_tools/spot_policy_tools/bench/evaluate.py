@@ -2,7 +2,9 @@
 
 - ``evaluate``: the ``quick`` suite with ``--workers 2``: aggregate simulated seconds per wall second
   beside one lockstep trial run alone (the same trial machinery, one worker, measured in the same
-  run), the suite's wall time, and the peak memory of a worker with the nodes it starts.
+  run) and beside the same suite on one worker; how many cores the trial alone kept busy (what
+  bounds the gain of a second worker on this machine); the suite's wall time, and the peak memory
+  of a worker with the nodes it starts.
 - ``evaluate_standard``: the ``standard`` suite's wall time with ``--workers 2`` (minutes).
 
 Each run is ``spot-policy evaluate`` in a subprocess; its process tree is sampled from /proc for
@@ -95,13 +97,26 @@ def run_evaluate(args: list[str], out: Path) -> tuple[dict, float, dict[int, flo
     return json.loads((out / "timing.json").read_text()), wall, peaks
 
 
+def busy_cpu_s() -> float:
+    """CPU seconds the whole machine has spent busy since boot (Linux /proc/stat; NaN elsewhere)."""
+    try:
+        fields = Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]
+    except OSError:
+        return float("nan")
+    user, nice, system, _idle, _iowait, irq, softirq, steal = (int(v) for v in fields[:8])
+    return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
+
+
 def bench_evaluate(args: argparse.Namespace) -> list[Row]:
     with tempfile.TemporaryDirectory() as tmp:
         policy = ["--policy", args.policy]
-        single, _single_wall, _ = run_evaluate([*policy, "--suite", "quick", "--scenario", "track_steps",
-                                               "--workers", "1", "--no-media"], Path(tmp) / "single")  # fmt: skip
+        busy = busy_cpu_s()
+        single, single_wall, _ = run_evaluate([*policy, "--suite", "quick", "--scenario", "track_steps",
+                                              "--workers", "1", "--no-media"], Path(tmp) / "single")  # fmt: skip
+        single_cores = (busy_cpu_s() - busy) / single_wall
         trial = single["trials"][0]
         single_rate = trial["sim_s"] / trial["wall_s"]
+        one, _one_wall, _ = run_evaluate([*policy, "--suite", "quick", "--workers", "1"], Path(tmp) / "one")
         quick, quick_wall, peaks = run_evaluate([*policy, "--suite", "quick", "--workers", "2"], Path(tmp) / "quick")
     rate = quick["sim_s"] / quick["wall_s"]
     workers = [mb for mb in peaks.values() if mb > 150]  # the pool's workers (not its resource tracker)
@@ -117,6 +132,25 @@ def bench_evaluate(args: argparse.Namespace) -> list[Row]:
             float("nan"),
             ">= 1.6x the single run",
             rate >= 1.6 * single_rate,
+        ),
+        Row(
+            "evaluate",
+            "quick suite, --workers 2: simulated s per wall s (the same suite on one worker as baseline)",
+            "sim s / wall s",
+            rate,
+            float("nan"),
+            "the quick suite, --workers 1 (each trial alone)",
+            one["sim_s"] / one["wall_s"],
+            float("nan"),
+            goal="report (no goal)",
+        ),
+        Row(
+            "evaluate",
+            "cores one trial alone keeps busy (whole machine, with its start-up; 2 / this bounds the gain)",
+            "cores",
+            single_cores,
+            float("nan"),
+            goal="report (no goal)",
         ),
         Row(
             "evaluate",

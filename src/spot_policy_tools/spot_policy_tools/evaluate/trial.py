@@ -226,7 +226,7 @@ def run_trial_once(
     wall_limit = 60.0 + 6.0 * end_s
     with claimed_domain(TRIAL_DOMAINS) as domain:
         env = isolate_environment(domain, dict(os.environ))
-        group = NodeGroup(out / "logs", env)
+        group = NodeGroup(out / "logs", env, preloaded=True)
         driver = None
         try:
             for node in bringup.sim_nodes(
@@ -257,7 +257,7 @@ def run_trial_once(
         finally:
             if driver is not None:
                 driver.close()
-            group.stop()
+            group.stop(together=True)
             _phase("stopped")
     result["wall_s"] = round(time.monotonic() - started, 3)
     result["sim_s"] = end_s

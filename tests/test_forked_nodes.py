@@ -1,0 +1,70 @@
+"""Nodes forked from a preloading server (launcher.ForkedNodeProcess, what the evaluation uses)
+behave as the executables do: same entry point, same exit status, same environment, same log,
+same clean stop on SIGINT."""
+
+from __future__ import annotations
+
+import ast
+import time
+from pathlib import Path
+
+import pytest
+from std_srvs.srv import Trigger
+
+from spot_policy.ros.bringup import policy_node
+from spot_policy_tools.launcher import FORKABLE_MAINS, ForkedNodeProcess, NodeGroup, NodeProcess, wait_for
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _console_scripts() -> dict[str, str]:
+    """name -> module of every console_scripts entry point in the packages' setup.py files."""
+    out = {}
+    for setup in ROOT.glob("src/*/setup.py"):
+        for node in ast.walk(ast.parse(setup.read_text())):
+            if isinstance(node, ast.Constant) and isinstance(node.value, str) and " = " in node.value:
+                name, _, target = node.value.partition(" = ")
+                out[name.strip()] = target.split(":")[0].strip()
+    return out
+
+
+def test_forkable_mains_are_the_executables_entry_points() -> None:
+    scripts = _console_scripts()
+    for executable, module in FORKABLE_MAINS.items():
+        assert scripts.get(executable) == module, f"{executable}: setup.py says {scripts.get(executable)}"
+
+
+@pytest.mark.parametrize("preloaded", [False, True], ids=["executable", "forked"])
+def test_a_bad_policy_ends_with_the_same_status_and_log_line(tmp_path: Path, preloaded: bool) -> None:
+    group = NodeGroup(tmp_path / "logs", preloaded=preloaded)
+    proc = group.start(policy_node(str(tmp_path / "nowhere"), "input", True))
+    assert isinstance(proc, ForkedNodeProcess if preloaded else NodeProcess)
+    assert wait_for(lambda: proc.poll() is not None, 30.0)
+    assert proc.poll() == 2
+    assert "nowhere" in proc.tail(5)
+    assert group.stop(together=True) == {"policy_node": 2}
+
+
+def test_a_forked_node_serves_in_the_groups_domain_and_stops_cleanly_on_sigint(tmp_path: Path, ros_context) -> None:
+    import rclpy
+
+    group = NodeGroup(tmp_path / "logs", preloaded=True)  # the test's own domain (conftest)
+    proc = group.start(policy_node("spot_flat_mjx", "input", True))
+    from rclpy.executors import SingleThreadedExecutor
+
+    node = rclpy.create_node("forked_probe", context=ros_context)
+    executor = SingleThreadedExecutor(context=ros_context)
+    executor.add_node(node)
+    try:
+        client = node.create_client(Trigger, "/policy_node/stand")
+        end = time.monotonic() + 30.0
+        while not client.service_is_ready() and time.monotonic() < end and proc.poll() is None:
+            executor.spin_once(timeout_sec=0.1)
+        assert client.service_is_ready(), proc.tail(10)
+    finally:
+        executor.shutdown()
+        node.destroy_node()
+    codes = group.stop(together=True)
+    assert codes == {"policy_node": 0}
+    log = proc.log_path.read_text()
+    assert "idle until ~/stand or ~/walk" in log and "stopped (SIGINT)" in log
