@@ -425,3 +425,22 @@ def test_an_unreadable_message_faults_only_when_the_mode_needs_its_input(spec: P
     assert c.mode is Mode.WALK  # a lost command is a zero command, not a fault
     c.bad_input("imu/data", "random bytes", 0.02)
     assert c.mode is Mode.FAULT and c.fault_reason == "imu/data: a message could not be read (random bytes)"
+
+
+@pytest.mark.parametrize("base", [0.0, 123.46, 1_796_333_550.52], ids=["zero", "sim", "epoch"])
+def test_an_input_exactly_at_its_limit_is_not_stale_whatever_the_rounding(base: float) -> None:
+    """Two dropped instants leave an input exactly three periods old when the node's control timer
+    checks it (lockstep, with drops); whether that read as stale depended on the seconds' digits
+    and on whether the timer or the next state came first. At the limit is fresh; past it, stale."""
+    from spot_policy.core.safety import InputWatchdog, SafetyLimits
+
+    limits = SafetyLimits.for_control_dt(DT)
+    watchdog = InputWatchdog(limits)
+    for k in range(200):  # many digit patterns: (base + (k + 3) * DT) - (base + k * DT) != 0.06 exactly
+        t = base + k * DT
+        watchdog.seen("odom", t)
+        assert watchdog.problems(["odom"], base + (k + 3) * DT) == []
+        assert watchdog.problems(["odom"], t + limits.input_timeout_s + 2e-5) != []
+        watchdog.seen("cmd_vel", t)
+        assert watchdog.cmd_vel_fresh(t + limits.cmd_vel_timeout_s)
+        assert not watchdog.cmd_vel_fresh(t + limits.cmd_vel_timeout_s + 2e-5)

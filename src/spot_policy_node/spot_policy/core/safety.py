@@ -1,6 +1,8 @@
 """The safety rules, in one place. The controller applies them; the bridges never see a bad target.
 
-- An input the current mode needs that is older than its limit is a fault naming the input.
+- An input the current mode needs that is older than its limit is a fault naming the input (older
+  by more than :data:`AGE_TOLERANCE_S`: an input exactly at the limit is not stale, whatever the
+  rounding of the clock's seconds and whichever of the clock and the input the node reads first).
 - ``cmd_vel`` older than its timeout is a zero command (not a fault).
 - NaN or inf in any input or in the policy's output is a fault.
 - Missing joints keep the node idle (or fault it when active), naming them.
@@ -48,6 +50,13 @@ class SafetyLimits:
         return SafetyLimits(timeout, cmd_vel_timeout_s)
 
 
+#: Ages are differences of float seconds: at epoch times (1.8e9 s) one rounding step is 0.24 us, so
+#: an input exactly three periods old could read as 0.0600000002 s and trip a 0.06 s limit or not,
+#: depending on the stamps' digits. In lockstep two dropped instants put an input at exactly the limit
+#: when the node's control timer checks it; ages within this of the limit count as at the limit.
+AGE_TOLERANCE_S = 1e-6
+
+
 class InputWatchdog:
     """Receipt times of each input on the node's clock (sim time under ``use_sim_time``)."""
 
@@ -64,19 +73,19 @@ class InputWatchdog:
 
     def problems(self, required: Iterable[str], now: float) -> list[str]:
         """One phrase per required input that is missing or stale (runs every step: cheap when all is well)."""
-        limit, last = self.limits.input_timeout_s, self.last
+        limit, last = self.limits.input_timeout_s + AGE_TOLERANCE_S, self.last
         out: list[str] = []
         for name in required:
             t = last.get(name)
             if t is None:
                 out.append(f"{name} never received")
             elif now - t > limit:
-                out.append(f"{name} is stale ({now - t:.3f} s old, limit {limit:.3f} s)")
+                out.append(f"{name} is stale ({now - t:.3f} s old, limit {self.limits.input_timeout_s:.3f} s)")
         return out
 
     def cmd_vel_fresh(self, now: float) -> bool:
         t = self.last.get(INPUT_CMD_VEL)
-        return t is not None and now - t <= self.limits.cmd_vel_timeout_s
+        return t is not None and now - t <= self.limits.cmd_vel_timeout_s + AGE_TOLERANCE_S
 
 
 @dataclass(frozen=True)
