@@ -6,7 +6,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+from spot_policy.core.onnx_mlp import random_mlp
 from spot_policy_tools.replay import ReplayError, ReplayReport, read_recording, recorded_policy, replay
+
+from policy_fixtures import make_run
 
 #: The one reason a real-time recording may not replay: the recorder lost a best-effort sensor
 #: message the node used (the replay then names it).
@@ -48,6 +51,17 @@ segments:
   - {name: last, mode: stand, duration: 0.4}
 """
 )
+
+
+def calm_random_run(root: Path) -> Path:
+    """A run folder with a random network whose actions stay small (its last layer scaled by 0.1):
+    it runs on every walk step, as replay needs, but cannot throw the legs about. A full-scale random
+    network sometimes did (a knee at 44 rad/s after a quick stand-walk switch), and the node then
+    rightly faulted and cut the profile short, depending on where the switches landed."""
+    layers = random_mlp((48, 64, 12), seed=0)
+    weight, bias = layers[-1]
+    layers[-1] = (weight * 0.1, bias * 0.1)
+    return make_run(root, layers=layers)
 
 
 def record_choppy(out: Path, policy: Path, *args: str) -> Path:

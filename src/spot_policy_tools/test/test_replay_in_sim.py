@@ -12,8 +12,7 @@ from spot_policy_tools import cli
 from spot_policy_tools.replay import read_recording
 from spot_policy_tools.replay_in_sim import BASE_SIGNALS, initial_pose, log_timeline, profile_from_log
 
-from policy_fixtures import make_run
-from round_trip import record_choppy
+from round_trip import calm_random_run, record_choppy
 
 GOLDEN = Path(__file__).resolve().parent / "golden"
 CONTROL_DT = 0.02
@@ -37,7 +36,7 @@ def test_the_profile_asks_for_what_the_logged_node_had() -> None:
 @pytest.mark.slow
 def test_in_sim_drives_the_sim_with_the_logged_commands_from_the_logged_pose(tmp_path: Path) -> None:
     # A real-time log, as a robot's is (in lockstep the log's own commands land late in sim time).
-    bag = record_choppy(tmp_path / "run", make_run(tmp_path / "logs"))
+    bag = record_choppy(tmp_path / "run", calm_random_run(tmp_path / "logs"))
     out = tmp_path / "in_sim"
     assert cli.main(["replay", str(bag), "--in-sim", "--out", str(out)]) == 0
     report = json.loads((out / "in_sim.json").read_text())

@@ -18,7 +18,7 @@ from spot_policy.core.loader import load_policy
 from spot_policy_tools.replay import ReplayError, read_recording, recorded_policy, replay
 
 from policy_fixtures import make_run
-from round_trip import record_choppy, replay_or_reason
+from round_trip import calm_random_run, record_choppy, replay_or_reason
 
 GOLDEN = Path(__file__).resolve().parent / "golden"
 
@@ -26,7 +26,7 @@ GOLDEN = Path(__file__).resolve().parent / "golden"
 @pytest.fixture(scope="module")
 def policy(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A random network: it need not walk, only be replayed exactly (it runs on every walk step)."""
-    return make_run(tmp_path_factory.mktemp("logs"))
+    return calm_random_run(tmp_path_factory.mktemp("logs"))
 
 
 @pytest.mark.slow
