@@ -13,7 +13,7 @@ from geometry_msgs.msg import Twist
 from rclpy.parameter import Parameter
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 from rosgraph_msgs.msg import Clock
-from std_msgs.msg import String
+from std_msgs.msg import Int64MultiArray, String
 from std_srvs.srv import Trigger
 
 from spot_policy.core import paths
@@ -134,6 +134,57 @@ def test_player_calls_services_and_publishes_cmd_vel_on_sim_time(tmp_path: Path)
         assert all(c == (0.0, 0.0, 0.0) for t, c in cmds if t < t0 + 0.45)
         assert [m["segment"] for m in marks] == ["up", "go", "halt", "end"]
         player.destroy_node()
+        fake.destroy_node()
+    finally:
+        rclpy.shutdown()
+
+
+def test_player_starts_only_once_the_recorder_has_subscribed(tmp_path: Path) -> None:
+    profile = tmp_path / "p.yaml"
+    profile.write_text("name: p\nsegments:\n  - {name: up, mode: stand, duration: 0.2}\n")
+
+    def player_waiting_for(topic: str, timeout_s: float) -> ProfilePlayer:
+        return ProfilePlayer(
+            parameter_overrides=[
+                Parameter("profile", value=str(profile)),
+                Parameter("wait_for_subscribers", value=topic),
+                Parameter("start_timeout_s", value=timeout_s),
+            ]
+        )
+
+    rclpy.init()
+    try:
+        fake = rclpy.create_node("policy_node")
+        calls: list[str] = []
+
+        def stand(_req, res):
+            calls.append("stand")
+            res.success, res.message = True, "stand"
+            return res
+
+        fake.create_service(Trigger, "~/stand", stand)
+        player = player_waiting_for("/policy_node/step", 30.0)
+        spin = Spinner(fake, player)
+        try:
+            assert wait_until(lambda: player.clients_["stand"].service_is_ready(), 10)
+            time.sleep(1.0)
+            assert calls == [] and player.t0 is None  # the service is there, the recorder is not
+            recorder = rclpy.create_node("recorder")
+            recorder.create_subscription(Int64MultiArray, "/policy_node/step", lambda _m: None, 10)
+            assert wait_until(lambda: calls == ["stand"], 10)
+            recorder.destroy_node()
+        finally:
+            spin.close()
+        player.destroy_node()
+        # Nobody subscribes: it ends with exit 3, and never called the node.
+        lonely = player_waiting_for("/nobody/listens", 1.0)
+        spin = Spinner(fake, lonely)
+        try:
+            assert wait_until(lambda: lonely.done, 10)
+        finally:
+            spin.close()
+        assert lonely.exit_code == 3 and calls == ["stand"]
+        lonely.destroy_node()
         fake.destroy_node()
     finally:
         rclpy.shutdown()

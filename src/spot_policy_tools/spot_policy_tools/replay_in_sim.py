@@ -260,7 +260,7 @@ def run_in_sim(args: argparse.Namespace) -> int:
     )
     specs = bringup.sim_nodes(policy, realtime=True, teleop=False, extra_bridge_params={"initial_pose": pose})
     specs.insert(0, bringup.recorder(sim_out / "bag"))
-    player = bringup.profile_player(str(profile_path))
+    player = bringup.profile_player(str(profile_path), recorded=True)
     player = replace(player, overrides={**player.overrides, "cmd_rate_hz": 1.0 / loaded.spec.control_dt})
     started = time.monotonic()
     try:

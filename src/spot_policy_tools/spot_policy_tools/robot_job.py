@@ -138,7 +138,7 @@ def main(args: argparse.Namespace) -> int:
           f"{target}, ROS domain {domain}; run folder {out}")  # fmt: skip
     started = time.monotonic()
     stop_faults = _inject_on_schedule(emulator, faults) if emulator is not None and faults else None
-    player, limit = bringup.profile_player(args.profile, sim_time=False), 90.0 + 1.5 * profile.duration
+    player, limit = bringup.profile_player(args.profile, sim_time=False, recorded=True), 90.0 + 1.5 * profile.duration
     failure: JobError | None = None
     try:
         run_nodes(specs, player, out, profile, limit, env)

@@ -215,7 +215,7 @@ def main(args: argparse.Namespace) -> int:
     limit = (90.0 if args.backend == "mujoco" else 600.0) + profile.duration * (2.0 if args.lockstep else 1.5)
     started = time.monotonic()
     try:
-        run_nodes(specs, bringup.profile_player(args.profile), out, profile, limit)
+        run_nodes(specs, bringup.profile_player(args.profile, recorded=True), out, profile, limit)
     except JobError as exc:
         print(f"spot-policy sim: error: {exc}", file=sys.stderr)
         return 1

@@ -143,9 +143,16 @@ def keyboard_teleop(publish_rate_hz: float = 20.0) -> NodeSpec:
     return NodeSpec("spot_policy", "keyboard_teleop", "keyboard_teleop", (), {"publish_rate_hz": publish_rate_hz})
 
 
-def profile_player(profile: str, sim_time: bool = True, recover: bool = False) -> NodeSpec:
-    """``recover``: a refused request resets and goes on instead of ending the profile (soak runs)."""
-    params = {"profile": profile, "use_sim_time": sim_time, **({"recover": True} if recover else {})}
+#: The policy node's step records: not latched, so a recording must have subscribed before the first.
+RECORDED_STEPS_TOPIC = "/policy_node/step"
+
+
+def profile_player(profile: str, sim_time: bool = True, recover: bool = False, recorded: bool = False) -> NodeSpec:
+    """``recover``: a refused request resets and goes on instead of ending the profile (soak runs).
+    ``recorded``: start the profile only once the recorder has subscribed to the node's step records."""
+    params: dict[str, Any] = {"profile": profile, "use_sim_time": sim_time, **({"recover": True} if recover else {})}
+    if recorded:
+        params["wait_for_subscribers"] = RECORDED_STEPS_TOPIC
     return NodeSpec("spot_policy", "profile_player", "profile_player", (), params)
 
 

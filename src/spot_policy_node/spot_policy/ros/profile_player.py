@@ -5,6 +5,10 @@ The scripted stand-in for a person with a gamepad: at each segment it calls the 
 (so it follows simulated time). It marks each segment start on ``profile/segment`` (JSON in a
 std_msgs/String) so a recording can be cut into segments afterwards.
 
+``wait_for_subscribers`` (comma-separated topics): the profile starts only once each has a
+subscriber, e.g. the policy node's ``~/step`` for a recorder (its step records are not latched:
+a recorder that subscribed after the first stand would miss the run's first second).
+
 A refused request ends the profile (exit 3) unless ``recover`` is set (the soak's long runs): then,
 as an operator would, it resets a faulted policy node and the simulator, stands, waits
 ``recover_stand_s`` and goes on with the segment in force; each recovery is one warning line.
@@ -45,6 +49,7 @@ class ProfilePlayer(Node):
                     ("recover", False),
                     ("sim_reset_service", "/sim_bridge/reset"),
                     ("recover_stand_s", 1.0),
+                    ("wait_for_subscribers", ""),
                 ],
             )
         }
@@ -67,6 +72,7 @@ class ProfilePlayer(Node):
         self._recovery: list[tuple[str, object]] = []  # steps left: ("call", client) / ("mode", m) / ("wait", t)
         self._recovery_since = 0.0
         self.start_timeout_s = float(params["start_timeout_s"])
+        self.wait_for = [t.strip() for t in str(params["wait_for_subscribers"]).split(",") if t.strip()]
         self.t0: float | None = None
         self.index = -1
         self.done = False
@@ -106,10 +112,18 @@ class ProfilePlayer(Node):
             self._recover_step(segment)
 
     def _try_start(self) -> None:
-        """Start once the policy node accepts the first segment's mode (it needs fresh inputs)."""
+        """Start once every ``wait_for_subscribers`` topic has a subscriber and the policy node accepts
+        the first segment's mode (it needs fresh inputs)."""
+        missing = [t for t in self.wait_for if self.count_subscribers(t) == 0]
         if time.monotonic() - self._wall_start > self.start_timeout_s:
-            self._abort(f"the policy node did not accept '{self.profile.segments[0].mode}' within "
-                        f"{self.start_timeout_s:.0f} s: is the bridge publishing joint_states?")  # fmt: skip
+            if missing:
+                self._abort(f"nothing subscribed to {', '.join(missing)} within {self.start_timeout_s:.0f} s "
+                            "(wait_for_subscribers): did the recorder start?")  # fmt: skip
+            else:
+                self._abort(f"the policy node did not accept '{self.profile.segments[0].mode}' within "
+                            f"{self.start_timeout_s:.0f} s: is the bridge publishing joint_states?")  # fmt: skip
+            return
+        if missing:
             return
         first = self.profile.segments[0]
         client = self.clients_[first.mode]
