@@ -61,24 +61,31 @@ class NodeProcess:
     def poll(self) -> int | None:
         return self.proc.poll()
 
+    def send(self, sig: int) -> None:
+        """``sig`` to the node's process group (its own session); nothing if it is gone already."""
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.proc.pid, sig)
+
+    def _exited_within(self, timeout_s: float | None) -> bool:
+        try:
+            self.proc.wait(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            return False
+        return True
+
     def stop(self, grace_s: float = 5.0, signalled: bool = False) -> int:
         """SIGINT, SIGTERM, SIGKILL, each after ``grace_s`` (``signalled``: SIGINT was sent already)."""
         for n, sig in enumerate((signal.SIGINT, signal.SIGTERM, signal.SIGKILL)):
-            if self.proc.poll() is not None:
+            if self.poll() is not None:
                 break
             if not (signalled and n == 0):
-                try:
-                    os.killpg(self.proc.pid, sig)
-                except ProcessLookupError:
-                    break
-            try:
-                self.proc.wait(timeout=grace_s)
-            except subprocess.TimeoutExpired:
-                continue
-        code = self.proc.wait()
+                self.send(sig)
+            if self._exited_within(grace_s):
+                break
+        self._exited_within(None)
         if self._log is not None:
             self._log.close()
-        return code
+        return int(self.poll())
 
     def tail(self, lines: int = 5) -> str:
         try:
@@ -88,7 +95,7 @@ class NodeProcess:
 
 
 #: Nodes a preloaded group forks, by executable: the module whose ``main(argv)`` it runs (the
-#: console_scripts entry points of setup.py; tests/test_workspace.py checks they agree).
+#: console_scripts entry points of setup.py; tests/test_forked_nodes.py checks they agree).
 FORKABLE_MAINS = {
     "policy_node": "spot_policy.ros.policy_node",
     "sim_bridge": "spot_sim_bridge.ros.sim_bridge_node",
@@ -148,16 +155,9 @@ class ForkedNodeProcess(NodeProcess):
     def poll(self) -> int | None:
         return self.proc.exitcode
 
-    def stop(self, grace_s: float = 5.0, signalled: bool = False) -> int:
-        for n, sig in enumerate((signal.SIGINT, signal.SIGTERM, signal.SIGKILL)):
-            if self.proc.exitcode is not None:
-                break
-            if not (signalled and n == 0):
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(self.proc.pid, sig)
-            self.proc.join(grace_s)
-        self.proc.join()
-        return int(self.proc.exitcode)
+    def _exited_within(self, timeout_s: float | None) -> bool:
+        self.proc.join(timeout_s)
+        return self.proc.exitcode is not None
 
 
 class NodeGroup:
@@ -191,8 +191,7 @@ class NodeGroup:
         if together:
             for p in procs:
                 if p.poll() is None:
-                    with contextlib.suppress(ProcessLookupError):
-                        os.killpg(p.proc.pid, signal.SIGINT)
+                    p.send(signal.SIGINT)
         for p in procs:
             running = p.poll() is None
             codes[p.name] = p.stop(signalled=together)

@@ -219,13 +219,11 @@ def run_trial_once(
     fault_at = scenario.lead_s + scenario.faults[0].at_s if scenario.faults else None
     points = timeline(segments, pushes, fault_at, end_s, spec.control_dt)
     result: dict[str, Any] = {"scenario": scenario.name, "trial": spec.trial, "seed": spec.seed, "error": None}
-    # Before this process's first DDS participant (the driver's): Fast DDS reads its profile once.
-    fast_discovery_environment(os.environ)  # type: ignore[arg-type]
     _phase("start")
     started = time.monotonic()
     wall_limit = 60.0 + 6.0 * end_s
     with claimed_domain(TRIAL_DOMAINS) as domain:
-        env = isolate_environment(domain, dict(os.environ))
+        env = fast_discovery_environment(isolate_environment(domain, dict(os.environ)))
         group = NodeGroup(out / "logs", env, preloaded=True)
         driver = None
         try:
