@@ -5,6 +5,8 @@ same clean stop on SIGINT."""
 from __future__ import annotations
 
 import ast
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -68,3 +70,25 @@ def test_a_forked_node_serves_in_the_groups_domain_and_stops_cleanly_on_sigint(t
     assert codes == {"policy_node": 0}
     log = proc.log_path.read_text()
     assert "idle until ~/stand or ~/walk" in log and "stopped (SIGINT)" in log
+
+
+def test_the_fork_server_preload_leaves_a_forked_node_nothing_to_load() -> None:
+    """What node_preload does once (lazy imports, ROS type support, rclpy's caller lookup) is what a
+    node's start-up would otherwise redo after every fork; and it initialises no ROS (fork-safe)."""
+    probe = (
+        "import sys, rclpy\n"
+        "import spot_policy_tools.node_preload\n"
+        "from sensor_msgs.msg import JointState\n"
+        "from tf2_msgs.msg import TFMessage\n"
+        "from rcl_interfaces.srv import SetParameters\n"
+        "assert 'spot_sim_bridge.backends.mujoco' in sys.modules and 'mujoco' in sys.modules\n"
+        "for t in (JointState, TFMessage, SetParameters):\n"
+        "    assert type(t)._TYPE_SUPPORT is not None, t\n"
+        "assert not rclpy.ok(), 'the preload must not initialise ROS'\n"
+        "before = set(sys.modules)\n"
+        "import spot_policy.core.loader, spot_sim_bridge.core.bridge\n"
+        "print(len(set(sys.modules) - before))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "0"

@@ -104,9 +104,10 @@ FORKABLE_MAINS = {
 
 def _fork_context() -> multiprocessing.context.BaseContext:
     """The forkserver context: a clean single-threaded server that imports the forkable nodes' modules
-    once, then forks one child per node (multiprocessing starts it on first use, one per process)."""
+    and does their one-off start-up work once (:mod:`spot_policy_tools.node_preload`), then forks one
+    child per node (multiprocessing starts it on first use, one per process)."""
     context = multiprocessing.get_context("forkserver")
-    context.set_forkserver_preload(sorted(set(FORKABLE_MAINS.values())))
+    context.set_forkserver_preload(["spot_policy_tools.node_preload"])
     return context
 
 
