@@ -2,7 +2,8 @@
 
 - ``evaluate``: the ``quick`` suite with ``--workers 2``: aggregate simulated seconds per wall second
   beside one lockstep trial run alone (the same trial machinery, one worker, measured in the same
-  run) and beside the same suite on one worker; how many cores the trial alone kept busy (what
+  run, its start-up included as the suite's are), beside that trial's play alone, and beside the
+  same suite on one worker; how many cores the trial alone kept busy (what
   bounds the gain of a second worker on this machine); the suite's wall time, and the peak memory
   of a worker with the nodes it starts.
 - ``evaluate_standard``: the ``standard`` suite's wall time with ``--workers 2`` (minutes).
@@ -141,6 +142,17 @@ def bench_evaluate(args: argparse.Namespace) -> list[Row]:
             float("nan"),
             "the quick suite, --workers 1 (each trial alone)",
             one["sim_s"] / one["wall_s"],
+            float("nan"),
+            goal="report (no goal)",
+        ),
+        Row(
+            "evaluate",
+            "quick suite, --workers 2: simulated s per wall s (a lockstep run's play alone as baseline)",
+            "sim s / wall s",
+            rate,
+            float("nan"),
+            "track_steps' play alone, sim time 0 to its end (no start-up)",
+            trial["sim_s"] / trial["play_wall_s"],
             float("nan"),
             goal="report (no goal)",
         ),

@@ -159,6 +159,7 @@ def main(args: argparse.Namespace) -> int:
                     "scenario",
                     "trial",
                     "wall_s",
+                    "play_wall_s",
                     "sim_s",
                     "timing",
                     "error",
