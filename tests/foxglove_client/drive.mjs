@@ -25,6 +25,7 @@ const services = new Map(); // name -> id
 const responses = new Map(); // call id -> resolve
 let lastBody = null;
 let lastOdom = null;
+const odomHistory = [];
 
 const fail = (message) => {
   summary.errors.push(message);
@@ -84,6 +85,8 @@ client.on("message", ({ subscriptionId, data }) => {
     summary.odom_messages += 1;
     const p = message.pose.pose.position;
     lastOdom = { x: p.x, y: p.y, z: p.z, stamp: message.header.stamp.sec + message.header.stamp.nanosec * 1e-9 };
+    odomHistory.push(lastOdom);
+    if (odomHistory.length > 5000) odomHistory.shift();
   }
 });
 
@@ -135,6 +138,9 @@ client.unadvertise(channelId);
 await sleep(300);
 summary.odom_after = lastOdom;
 summary.body_after = lastBody;
+// /tf and /odom arrive on different channels: compare the body frame with the odometry of its instant.
+summary.odom_at_body = odomHistory.reduce((best, o) =>
+  Math.abs(o.stamp - lastBody.stamp) < Math.abs(best.stamp - lastBody.stamp) ? o : best);
 client.close();
 console.log(JSON.stringify(summary));
 process.exit(0);
