@@ -198,8 +198,8 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path: Path, capsys: pytest.Capture
 
 @pytest.mark.parametrize("workers", [1, 2])
 def test_ctrl_c_keeps_the_finished_trials(tmp_path: Path, workers: int) -> None:
-    """Ctrl-C: no new trial starts, the ones brought up and not played are dropped, what finished is
-    kept."""
+    """Ctrl-C: no trial starts after it, what finished is kept; in the command's own process (one
+    worker) the running trial stops, a worker process finishes the one it runs."""
     out = tmp_path / "eval"
     names = ["low_friction", "payload_5kg", "turn_sidestep", "sensing_noise", "push_walking"][: 3 + 2 * (workers > 1)]
     scenarios = [a for n in names for a in ("--scenario", n)]
@@ -219,8 +219,7 @@ def test_ctrl_c_keeps_the_finished_trials(tmp_path: Path, workers: int) -> None:
     doc = results(out)
     assert doc["complete"] is False
     trials = sum(len(s["trials"]) for s in doc["policies"][0]["scenarios"].values())
-    # In this process the playing trial stops too. A worker finishes the one it plays (the other
-    # worker's first, at least; maybe a next one it began before the signal came) and drops the one it
-    # brought up: the last never runs.
+    # Two workers: the other worker's first trial finishes; trials that took a finished one's place
+    # before the signal came finish too; the last never starts.
     assert trials == 1 if workers == 1 else 2 <= trials < len(names)
     assert (out / "report.html").is_file()

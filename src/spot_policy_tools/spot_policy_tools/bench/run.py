@@ -31,6 +31,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--iterations", type=int, default=5000, help="policy-step samples (default: 5000)")
     parser.add_argument("--pings", type=int, default=1000, help="DDS round trips (default: 1000)")
     parser.add_argument("--seconds", type=float, default=5.0, help="duration of the timed simulator runs (default: 5)")
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=3,
+        help="evaluate: rounds of (one trial, the suite on 1 worker, on 2), interleaved; medians (default: 3)",
+    )
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
 
 

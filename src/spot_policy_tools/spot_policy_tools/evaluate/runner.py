@@ -10,20 +10,18 @@ from __future__ import annotations
 
 import hashlib
 import multiprocessing
-import queue as queue_module
-import signal
 import sys
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from spot_policy.core import paths
 from spot_policy_tools.evaluate.scenario import Suite, trial_seed
-from spot_policy_tools.evaluate.trial import TrialSpec, run_trial, start_trial
+from spot_policy_tools.evaluate.trial import TrialSpec, run_trial
 
 NOISE_TERMS = {
     "base_lin_vel": "base_lin_vel",
@@ -177,110 +175,67 @@ def _trial_ok(result: dict) -> bool:
     return result.get("error") is None and not result.get("failed_checks")
 
 
-def play_in_turn(
-    take: Callable[[], TrialSpec | None],
-    emit: Callable[[dict], None],
-    halt: Any,
-    interrupt_running: bool,
-) -> bool:
-    """Run the trials ``take`` hands out one after another, each next one brought up
-    (:func:`~spot_policy_tools.evaluate.trial.start_trial`: its nodes start, discover each other and
-    stand at sim time 0) in a thread while the current one plays. A started trial is held at the
-    lockstep barrier, so the overlap changes no number; it hides the wall time DDS discovery takes.
-    ``halt`` (a threading or multiprocessing Event): take no more, drop the trial brought up and not
-    played; ``interrupt_running``: stop the playing one too. Returns whether ``halt`` ended it."""
-    stop = halt if interrupt_running else None
-    starter = ThreadPoolExecutor(1, thread_name_prefix="next_trial")
-    upcoming: Future | None = None
+def _worker_init() -> None:
+    import signal
 
-    def bring_up() -> Future | None:
-        spec = None if halt.is_set() else take()
-        return starter.submit(start_trial, spec, halt) if spec is not None else None
-
-    try:
-        upcoming = bring_up()
-        while upcoming is not None:
-            started = upcoming.result()
-            upcoming = bring_up()
-            if halt.is_set():
-                started.close()
-                return True
-            result = run_trial(started.spec, stop=stop, started=started)
-            if result.get("error") == "interrupted":
-                return True
-            emit({**result, "label": started.spec.label})
-        return halt.is_set()
-    finally:
-        if upcoming is not None:
-            upcoming.result().close()
-        starter.shutdown()
-
-
-def _worker(inbox: Any, outbox: Any, halt: Any) -> None:
-    """A local worker process: trials from the shared ``inbox`` (None: no more), results to ``outbox``,
-    then None. Ctrl-C is the parent's to handle: a worker finishes the trial it plays."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    try:
-        play_in_turn(inbox.get, outbox.put, halt, interrupt_running=False)
-    finally:
-        outbox.put(None)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides; children finish their trial
 
 
 def run_local(
     specs: Sequence[TrialSpec], workers: int, on_done: Callable[[dict], None], stop: threading.Event
 ) -> tuple[list[dict], bool]:
-    """Trials on ``workers`` processes (1: in this one); returns (results, interrupted). Each worker
-    takes the next trial from a shared queue (longest first, so the last ones finish together) and
-    brings it up while it plays the one before (:func:`play_in_turn`). Ctrl-C: no new trials, the
-    playing ones finish (in this process: stop), finished ones are kept; again: abandon them."""
+    """Trials on ``workers`` processes; returns (results, interrupted). Ctrl-C: no new trials, the
+    running ones are stopped (their nodes shut down cleanly), finished ones are kept."""
     results: list[dict] = []
-
-    def keep(result: dict) -> None:
-        results.append(result)
-        on_done(result)
-
     if workers <= 1:
-        queue = list(specs)
-        try:
-            interrupted = play_in_turn(lambda: queue.pop(0) if queue else None, keep, stop, interrupt_running=True)
-        except KeyboardInterrupt:
-            stop.set()
-            interrupted = True
-        return results, interrupted
-    ctx = multiprocessing.get_context("spawn")
-    inbox, outbox, halt = ctx.Queue(), ctx.Queue(), ctx.Event()
-    for spec in sorted(specs, key=lambda s: -s.scenario.duration_s()):
-        inbox.put(spec)
-    for _ in range(workers):
-        inbox.put(None)
-    procs = [ctx.Process(target=_worker, args=(inbox, outbox, halt), name=f"evaluate_{k}") for k in range(workers)]
-    for proc in procs:
-        proc.start()
-    running = len(procs)
-    try:
-        while running:
+        for spec in specs:
             if stop.is_set():
-                halt.set()
+                return results, True
             try:
-                item = outbox.get(timeout=0.1)
-            except queue_module.Empty:
-                if all(p.exitcode is not None for p in procs):
-                    break  # a worker died without its last word: what came back is all there is
-                continue
-            if item is None:
-                running -= 1
-            else:
-                keep(item)
+                result = run_trial(spec, stop=stop)
+            except KeyboardInterrupt:
+                stop.set()
+                return results, True
+            if result.get("error") == "interrupted":
+                return results, True
+            results.append({**result, "label": spec.label})
+            on_done(results[-1])
+        return results, False
+    ctx = multiprocessing.get_context("spawn")
+    pool = ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_worker_init)
+    pending: dict[Future, TrialSpec] = {}
+    queue = list(specs)
+    interrupted = False
+    try:
+        while queue or pending:
+            while queue and len(pending) < workers and not stop.is_set():
+                spec = queue.pop(0)
+                pending[pool.submit(run_trial, spec)] = spec
+            if not pending:
+                break
+            done, _ = wait(list(pending), timeout=0.5, return_when=FIRST_COMPLETED)
+            for future in done:
+                spec = pending.pop(future)
+                result = future.result()
+                results.append({**result, "label": spec.label})
+                on_done(results[-1])
+            if stop.is_set():
+                interrupted = True
+                queue.clear()
     except KeyboardInterrupt:
+        interrupted = True
         stop.set()
-        halt.set()
-        print("\nevaluate: abandoning the running trials", file=sys.stderr)
-        for proc in procs:
-            proc.terminate()  # its nodes end with it (parent-death signal)
+        print("\nevaluate: stopping after the running trials (Ctrl-C again to abandon them)", file=sys.stderr)
+        try:
+            for future in list(pending):
+                spec = pending.pop(future)
+                result = future.result()
+                results.append({**result, "label": spec.label})
+        except KeyboardInterrupt:
+            pass
     finally:
-        for proc in procs:
-            proc.join()
-    return results, stop.is_set()
+        pool.shutdown(wait=True, cancel_futures=True)
+    return results, interrupted
 
 
 def run_ray(

@@ -9,7 +9,6 @@ failed trial, ``failure.gif``.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import shutil
 import threading
@@ -162,12 +161,15 @@ def trace(data, commands, lead_s: float, rate_hz: float = 10.0) -> dict[str, lis
     return {k: [round(float(v), 4) for v in vals] for k, vals in series.items()}
 
 
+_T0 = [0.0]
+
+
 def _phase(what: str) -> None:
-    """Where a trial's wall time goes (EVAL_DEBUG=1): each phase with its process, thread (a worker
-    brings up its next trial in a thread) and monotonic time."""
-    if os.environ.get("EVAL_DEBUG"):
-        where = f"{os.getpid()} {threading.current_thread().name}"
-        print(f"evaluate trial [{where}] {time.monotonic():.3f}: {what}", flush=True)
+    """Where a trial's wall time goes (EVAL_DEBUG=1): seconds since the previous phase."""
+    now = time.monotonic()
+    if os.environ.get("EVAL_DEBUG") and _T0[0]:
+        print(f"evaluate trial: {what}: +{now - _T0[0]:.2f} s", flush=True)
+    _T0[0] = now
 
 
 #: Errors of the machinery, not of the policy: a node process that exited or was killed (another
@@ -180,14 +182,13 @@ def run_trial(
     spec: TrialSpec,
     progress: Callable[[float], None] | None = None,
     stop: threading.Event | None = None,
-    started: StartedTrial | None = None,
 ) -> dict[str, Any]:
     """One trial, run again (up to :data:`ATTEMPTS` times) after an error of the machinery. A trial is
     deterministic, so a repeat gives the numbers the first run would have; ``attempts`` and the
-    earlier errors go to timing.json only. ``started``: the trial brought up already (:func:`start_trial`)."""
+    earlier errors go to timing.json only."""
     errors: list[str] = []
     for attempt in range(1, ATTEMPTS + 1):
-        result = finish_trial(started if attempt == 1 and started else start_trial(spec, stop), progress, stop)
+        result = run_trial_once(spec, progress, stop)
         error = result.get("error") or ""
         if not any(mark in error for mark in RETRYABLE) or attempt == ATTEMPTS or (stop and stop.is_set()):
             break
@@ -203,42 +204,8 @@ def run_trial_once(
     stop: threading.Event | None = None,
 ) -> dict[str, Any]:
     """Run, record and score one trial; never raises for a trial that went wrong (``error`` says why)."""
-    return finish_trial(start_trial(spec, stop), progress, stop)
-
-
-@dataclass
-class StartedTrial:
-    """A trial brought up to sim time 0 (:func:`start_trial`): its nodes running in its own domain, the
-    bridge held at the lockstep barrier with the policy's first answer owed or taken, the driver
-    recording. Nothing moves until :func:`finish_trial` releases the barrier, however long that takes
-    in wall time, so a worker can start its next trial while it plays the current one."""
-
-    spec: TrialSpec
-    segments: list
-    commands: list
-    end_s: float
-    fault_at: float | None
-    points: list
-    started: float  # time.monotonic() at the start
-    result: dict[str, Any]
-    resources: contextlib.ExitStack
-    group: Any = None  # launcher.NodeGroup
-    driver: Any = None  # driver.TrialDriver
-    alive: Callable[[], str | None] | None = None
-    stop: Any = None  # what interrupts it (a threading or multiprocessing Event): bring-up's, then play's
-
-    def close(self) -> None:
-        """Stop the nodes and give the domain back (idempotent)."""
-        self.resources.close()
-
-    @property
-    def failed(self) -> bool:
-        return self.result["error"] is not None
-
-
-def start_trial(spec: TrialSpec, stop: threading.Event | None = None) -> StartedTrial:
-    """Bring a trial up to sim time 0; never raises (an error lands in ``result['error']``)."""
     from spot_policy_tools.evaluate.driver import DriverError, TrialDriver, timeline
+    from spot_policy_tools.evaluate.trial_data import TrialDataError, collect, trial_data
     from spot_policy_tools.launcher import NodeGroup
 
     scenario = spec.scenario
@@ -250,83 +217,49 @@ def start_trial(spec: TrialSpec, stop: threading.Event | None = None) -> Started
     end_s = segments[-1][2] + segments[-1][3]
     pushes = [(scenario.lead_s + p.at_s, p.velocity) for p in scenario.pushes]
     fault_at = scenario.lead_s + scenario.faults[0].at_s if scenario.faults else None
-    trial = StartedTrial(
-        spec=spec,
-        segments=segments,
-        commands=commands,
-        end_s=end_s,
-        fault_at=fault_at,
-        points=timeline(segments, pushes, fault_at, end_s, spec.control_dt),
-        started=time.monotonic(),
-        result={"scenario": scenario.name, "trial": spec.trial, "seed": spec.seed, "error": None},
-        resources=contextlib.ExitStack(),
-        stop=stop,
-    )
+    points = timeline(segments, pushes, fault_at, end_s, spec.control_dt)
+    result: dict[str, Any] = {"scenario": scenario.name, "trial": spec.trial, "seed": spec.seed, "error": None}
     _phase("start")
-    resources = trial.resources
-    try:
-        domain = resources.enter_context(claimed_domain(TRIAL_DOMAINS))
+    started = time.monotonic()
+    wall_limit = 60.0 + 6.0 * end_s
+    with claimed_domain(TRIAL_DOMAINS) as domain:
         env = fast_discovery_environment(isolate_environment(domain, dict(os.environ)))
         group = NodeGroup(out / "logs", env, preloaded=True)
-        resources.callback(group.stop, together=True)  # runs after the driver's close (LIFO)
-        trial.group = group
-        for node in bringup.sim_nodes(
-            spec.policy,
-            realtime=False,
-            teleop=False,
-            extra_bridge_params=bridge_params(spec),
-            extra_policy_params=policy_params(end_s),
-        ):
-            group.start(node)
+        driver = None
+        try:
+            for node in bringup.sim_nodes(
+                spec.policy,
+                realtime=False,
+                teleop=False,
+                extra_bridge_params=bridge_params(spec),
+                extra_policy_params=policy_params(end_s),
+            ):
+                group.start(node)
 
-        def alive() -> str | None:
-            if trial.stop is not None and trial.stop.is_set():
-                return "interrupted"
-            broken = group.failed()
-            return f"{broken.name} exited with {broken.poll()}: {broken.tail(6)}" if broken else None
+            def alive() -> str | None:
+                if stop is not None and stop.is_set():
+                    return "interrupted"
+                broken = group.failed()
+                return f"{broken.name} exited with {broken.poll()}: {broken.tail(6)}" if broken else None
 
-        trial.alive = alive
-        trial.driver = TrialDriver(domain)
-        resources.callback(trial.driver.close)
-        _phase("nodes started")
-        trial.driver.start(None, segments[0][1], alive)  # the bridge starts in the trial's initial pose
-        _phase("standing")
-    except DriverError as exc:
-        trial.result["error"] = str(exc)
-        trial.close()
-    except BaseException:
-        trial.close()
-        raise
-    return trial
-
-
-def finish_trial(
-    trial: StartedTrial,
-    progress: Callable[[float], None] | None = None,
-    stop: threading.Event | None = None,
-) -> dict[str, Any]:
-    """Play a started trial to its end, stop its nodes, score it; never raises for a trial that went
-    wrong (``error`` says why)."""
-    from spot_policy_tools.evaluate.driver import DriverError
-    from spot_policy_tools.evaluate.trial_data import TrialDataError, collect, trial_data
-
-    spec, scenario, result = trial.spec, trial.spec.scenario, trial.result
-    end_s, fault_at, commands = trial.end_s, trial.fault_at, trial.commands
-    out = Path(spec.out_dir)
-    trial.stop = stop
-    try:
-        if not trial.failed:
+            driver = TrialDriver(domain)
+            _phase("nodes started")
+            first_mode = segments[0][1]
+            driver.start(None, first_mode, alive)  # the bridge starts in the trial's initial pose
+            _phase("standing")
             playing = time.monotonic()
-            trial.driver.play(trial.points, trial.segments[0][1], trial.alive, 60.0 + 6.0 * end_s, progress)
+            driver.play(points, first_mode, alive, wall_limit, progress)
             result["play_wall_s"] = round(time.monotonic() - playing, 3)  # sim time 0 to the end
-            recorded = trial.driver.series()
+            recorded = driver.series()
             _phase("played")
-    except DriverError as exc:
-        result["error"] = str(exc)
-    finally:
-        trial.close()
-        _phase("stopped")
-    result["wall_s"] = round(time.monotonic() - trial.started, 3)
+        except DriverError as exc:
+            result["error"] = str(exc)
+        finally:
+            if driver is not None:
+                driver.close()
+            group.stop(together=True)
+            _phase("stopped")
+    result["wall_s"] = round(time.monotonic() - started, 3)
     result["sim_s"] = end_s
     if result["error"] is not None:
         return result
