@@ -189,7 +189,7 @@ def bench_evaluate(args: argparse.Namespace) -> list[Row]:
         ),
         Row(
             "evaluate",
-            "peak memory per worker (worker, its node-forking server, the nodes of the trial it plays and the next)",
+            "peak memory per worker (worker, its node-forking server, its sim bridge and policy node)",
             "MB",
             max(peaks, default=float("nan")),
             float("nan"),
