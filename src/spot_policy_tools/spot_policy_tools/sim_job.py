@@ -20,7 +20,7 @@ from spot_policy.core import paths
 from spot_policy.core.profile import Profile, load_profile
 from spot_policy.ros import bringup
 from spot_policy_tools import live_session
-from spot_policy_tools.launcher import NodeGroup, follow
+from spot_policy_tools.launcher import NodeGroup, NodeProcess, follow
 
 
 class JobError(RuntimeError):
@@ -132,6 +132,7 @@ def run_nodes(
                 break
             broken = next((p for p in group.procs if p is not player_proc and p.poll() is not None), None)
             if broken is not None:
+                await_command_loss(group, broken)
                 raise JobError(f"{broken.name} exited with {broken.poll()}:\n{broken.tail(12)}")
             if time.monotonic() - start > wall_limit_s:
                 raise JobError(f"the profile did not finish within {wall_limit_s:.0f} s (wall clock)")
@@ -139,6 +140,26 @@ def run_nodes(
     finally:
         # The recorder first (it flushes the bag), then the rest in reverse start order.
         group.stop(order=lambda p: 0 if p.name == "recorder" else 1)
+
+
+#: The sim bridge's own record of taking its command-loss behaviour (spot_sim_bridge.core.bridge).
+COMMAND_LOSS_LOGGED = "no joint_command for"
+#: How long a job lets the bridge take it, at most (its bound is 0.1 s of sim time).
+COMMAND_LOSS_WAIT_S = 2.0
+
+
+def await_command_loss(group: NodeGroup, dead: NodeProcess) -> None:
+    """When the policy node died, stop the bridge only once it has taken its command-loss behaviour
+    by itself (as a robot would, docs/FAULTS.md), so a run always shows that reaction; at most
+    :data:`COMMAND_LOSS_WAIT_S`. The job's 0.2 s poll alone could stop it before its timeout."""
+    if dead.name != "policy_node":
+        return
+    bridge = next((p for p in group.procs if p.name == "sim_bridge" and p.poll() is None), None)
+    end = time.monotonic() + COMMAND_LOSS_WAIT_S
+    while bridge is not None and bridge.poll() is None and time.monotonic() < end:
+        if COMMAND_LOSS_LOGGED in bridge.tail(20):
+            return
+        time.sleep(0.02)
 
 
 def make_report(out: Path, bag: Path, profile: Profile, video: bool, extra: dict) -> bool:
