@@ -72,23 +72,27 @@ def test_a_forked_node_serves_in_the_groups_domain_and_stops_cleanly_on_sigint(t
     assert "idle until ~/stand or ~/walk" in log and "stopped (SIGINT)" in log
 
 
-def test_the_fork_server_preload_leaves_a_forked_node_nothing_to_load() -> None:
+@pytest.mark.parametrize("executable", sorted(FORKABLE_MAINS))
+def test_the_fork_server_preload_leaves_a_forked_node_nothing_to_load(executable: str) -> None:
     """What node_preload does once (lazy imports, ROS type support, rclpy's caller lookup) is what a
-    node's start-up would otherwise redo after every fork; and it initialises no ROS (fork-safe)."""
+    node's start-up would otherwise redo after every fork: after it, building the node as a trial
+    does imports no module. And the preload initialises no ROS (the server must stay fork-safe)."""
     probe = (
-        "import sys, rclpy\n"
+        "import os, sys, importlib, rclpy\n"
         "import spot_policy_tools.node_preload\n"
-        "from sensor_msgs.msg import JointState\n"
-        "from tf2_msgs.msg import TFMessage\n"
-        "from rcl_interfaces.srv import SetParameters\n"
-        "assert 'spot_sim_bridge.backends.mujoco' in sys.modules and 'mujoco' in sys.modules\n"
-        "for t in (JointState, TFMessage, SetParameters):\n"
-        "    assert type(t)._TYPE_SUPPORT is not None, t\n"
+        "from spot_policy.ros import bringup, node_main\n"
+        "from spot_policy_tools.launcher import FORKABLE_MAINS\n"
         "assert not rclpy.ok(), 'the preload must not initialise ROS'\n"
+        f"spec = next(s for s in bringup.sim_nodes('spot_flat_mjx', realtime=False, teleop=False) "
+        f"if s.executable == {executable!r})\n"
         "before = set(sys.modules)\n"
-        "import spot_policy.core.loader, spot_sim_bridge.core.bridge\n"
-        "print(len(set(sys.modules) - before))\n"
+        "def built():\n"
+        "    print(sorted(set(sys.modules) - before), flush=True)\n"
+        "    os._exit(0)\n"
+        "node_main.freeze_startup_heap = built  # called once the node is built, before it spins\n"
+        "importlib.import_module(FORKABLE_MAINS[spec.executable]).main(spec.command())\n"
+        "sys.exit('the node did not get built')\n"
     )
     done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120)
-    assert done.returncode == 0, done.stderr
-    assert done.stdout.strip() == "0"
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert done.stdout.strip().splitlines()[-1] == "[]", done.stdout

@@ -21,6 +21,7 @@ from spot_policy.core.profile import Profile, load_profile
 from spot_policy.ros import bringup
 from spot_policy_tools import live_session
 from spot_policy_tools.launcher import NodeGroup, NodeProcess, follow
+from spot_sim_bridge.core.bridge import COMMAND_LOSS
 
 
 class JobError(RuntimeError):
@@ -142,8 +143,6 @@ def run_nodes(
         group.stop(order=lambda p: 0 if p.name == "recorder" else 1)
 
 
-#: The sim bridge's own record of taking its command-loss behaviour (spot_sim_bridge.core.bridge).
-COMMAND_LOSS_LOGGED = "no joint_command for"
 #: How long a job lets the bridge take it, at most (its bound is 0.1 s of sim time).
 COMMAND_LOSS_WAIT_S = 2.0
 
@@ -157,7 +156,7 @@ def await_command_loss(group: NodeGroup, dead: NodeProcess) -> None:
     bridge = next((p for p in group.procs if p.name == "sim_bridge" and p.poll() is None), None)
     end = time.monotonic() + COMMAND_LOSS_WAIT_S
     while bridge is not None and bridge.poll() is None and time.monotonic() < end:
-        if COMMAND_LOSS_LOGGED in bridge.tail(20):
+        if COMMAND_LOSS in bridge.tail(20):
             return
         time.sleep(0.02)
 
