@@ -76,10 +76,12 @@ def test_a_forked_node_serves_in_the_groups_domain_and_stops_cleanly_on_sigint(t
 def test_the_fork_server_preload_leaves_a_forked_node_nothing_to_load(executable: str) -> None:
     """What node_preload does once (lazy imports, ROS type support, rclpy's caller lookup) is what a
     node's start-up would otherwise redo after every fork: after it, building the node as a trial
-    does imports no module. And the preload initialises no ROS (the server must stay fork-safe)."""
+    does imports no module. The preload initialises no ROS (the server must stay fork-safe), and it
+    freezes its heap, so the node's own start-up collection walks only the little the node built."""
     probe = (
-        "import os, sys, importlib, rclpy\n"
+        "import gc, os, sys, importlib, rclpy\n"
         "import spot_policy_tools.node_preload\n"
+        "frozen = gc.get_freeze_count()\n"
         "from spot_policy.ros import bringup, node_main\n"
         "from spot_policy_tools.launcher import FORKABLE_MAINS\n"
         "assert not rclpy.ok(), 'the preload must not initialise ROS'\n"
@@ -87,6 +89,7 @@ def test_the_fork_server_preload_leaves_a_forked_node_nothing_to_load(executable
         f"if s.executable == {executable!r})\n"
         "before = set(sys.modules)\n"
         "def built():\n"
+        "    print('walked', len(gc.get_objects()), 'of', len(gc.get_objects()) + frozen, flush=True)\n"
         "    print(sorted(set(sys.modules) - before), flush=True)\n"
         "    os._exit(0)\n"
         "node_main.freeze_startup_heap = built  # called once the node is built, before it spins\n"
@@ -95,4 +98,7 @@ def test_the_fork_server_preload_leaves_a_forked_node_nothing_to_load(executable
     )
     done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stdout + done.stderr
-    assert done.stdout.strip().splitlines()[-1] == "[]", done.stdout
+    lines = done.stdout.strip().splitlines()
+    assert lines[-1] == "[]", done.stdout
+    walked, total = (int(v) for v in lines[-2].split()[1::2])
+    assert walked < total / 4, f"a collection in the node would walk {walked} of {total} objects"

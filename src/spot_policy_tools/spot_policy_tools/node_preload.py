@@ -7,10 +7,13 @@ backend (the bridge imports its simulator lazily), loading each ROS interface's 
 rclpy's logger makes through :func:`inspect.getframeinfo` on its first call. Done here, in the
 server before it forks, each forked node finds them done. Nothing here initialises ROS or DDS: the
 server must stay safe to fork (tests/test_forked_nodes.py checks that a forked node imports nothing).
+Last, the server's heap is frozen out of garbage collection (:func:`gc.freeze`, as
+:mod:`spot_policy.core.realtime_gc` does in each node): it is the bulk of every forked node's heap.
 """
 
 from __future__ import annotations
 
+import gc
 import importlib
 import inspect
 import linecache
@@ -50,6 +53,11 @@ def warm() -> None:
         path = getattr(module, "__file__", None)
         if path and path.endswith(".py") and module.__name__.startswith(("spot_", "rclpy")):
             linecache.getlines(path)  # the sources rclpy's logger reads to name the caller
+    # Freeze the server's heap: a forked node's own collection (realtime_gc.freeze_startup_heap)
+    # then walks only what the node built, 1 ms instead of 45-50 ms, and touches (so copies) none
+    # of the server's pages.
+    gc.collect()
+    gc.freeze()
 
 
 warm()

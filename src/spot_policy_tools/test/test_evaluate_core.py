@@ -295,3 +295,20 @@ def test_sim_bridge_overrides_are_typed_for_ros() -> None:
     assert isinstance(params["terrain_slope_deg"], float) and isinstance(params["terrain_seed"], int)
     with pytest.raises(ValueError, match="not KEY=VALUE; fix:"):
         bridge_overrides(["terrain"])
+
+
+def test_parallel_workers_take_the_slowest_trials_first(tmp_path: Path) -> None:
+    """Longest expected wall time first, so no long trial runs alone at the end while the other
+    worker idles; a fault's quiet seconds count for more than walking ones. Only the order changes,
+    never which trials run."""
+    from spot_policy_tools.evaluate import runner
+
+    info = runner.policy_info("spot_flat_mjx", "a")
+    specs = runner.trial_specs(load_suite(SCENARIOS / "quick.yaml"), [info], tmp_path, media=False)
+    order = runner.longest_first(specs)
+    assert sorted(map(id, order)) == sorted(map(id, specs))
+    walls = [runner.expected_wall_s(s) for s in order]
+    assert walls == sorted(walls, reverse=True)
+    names = [s.scenario.name for s in order]
+    assert names[:2] == ["track_steps"] * 2  # 12 sim s each
+    assert names.index("safety_nan") < names.index("turn_sidestep")  # 4 sim s (2.5 after the fault) vs 7

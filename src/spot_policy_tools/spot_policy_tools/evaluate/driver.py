@@ -16,7 +16,9 @@ periodic re-send has to race the simulation (:func:`spot_policy_tools.evaluate.t
 ``lockstep_wait_s`` (how long the bridge waits for an answer before stepping without one) is
 unlimited while the policy is expected to answer (a machine stall never adds a step; a fault the
 policy reports switches it, see :meth:`TrialDriver.spin_until`) and short where it is not (a stop
-segment, from the instant an injected fault lands), so a silent policy never stalls the run.
+segment, from the instant an injected fault lands), so a silent policy never stalls the run; once
+the node has latched a fault (it answers nothing until a reset, which the driver never asks for) it
+is all but zero, as no wait can change the run any more.
 """
 
 from __future__ import annotations
@@ -51,6 +53,9 @@ from spot_policy.ros.polling import PolledGroup, take_raw
 WAIT_ANSWERING_S = 0.0
 #: lockstep_wait_s while the policy is silent (stopped, faulted): the sim moves on by itself.
 WAIT_SILENT_S = 0.01
+#: lockstep_wait_s once the policy node has latched a fault: it answers nothing until a reset (which
+#: the driver never asks for), so no wait can change what happens; the sim runs at the bridge's pace.
+WAIT_FAULTED_S = 0.001
 #: lockstep_wait_s before the first command (the bridge republishes the start state this often).
 WAIT_START_S = 0.05
 
@@ -163,13 +168,16 @@ class TrialDriver:
                 raise DriverError(f"timed out after {timeout_s:.0f} s waiting for {what}")
             self.executor.spin_once(timeout_sec=0.02)  # wakes at once on a message or an answer
             self.drain()
-            if self.faulted and self._wait_s == WAIT_ANSWERING_S and not self._adjusting:
-                # A fault nobody injected: the policy is silent now, the sim must move on by itself.
+            if self.faulted and self._wait_s != WAIT_FAULTED_S and not self._adjusting:
+                # The policy is silent for good now (injected or not): the sim moves on by itself.
                 self._adjusting = True
                 try:
-                    self.set_wait(WAIT_SILENT_S, alive)
+                    self.set_wait(WAIT_FAULTED_S, alive)
                 finally:
                     self._adjusting = False
+
+    def _quiet_wait(self) -> float:
+        return WAIT_FAULTED_S if self.faulted else WAIT_SILENT_S
 
     def drain(self) -> int:
         """Take the ground truth that arrived (raw bytes; decoded in :meth:`series`)."""
@@ -323,7 +331,7 @@ class TrialDriver:
                 # The bridge republishes the start state (WAIT_START_S) until the policy's first
                 # answer; only once it holds with that answer taken may the wait become unlimited.
                 self.spin_until(lambda: self.held_ns is not None, 30.0, alive, "the policy's first answer")
-            self.set_wait(WAIT_SILENT_S if quiet else WAIT_ANSWERING_S, alive)
+            self.set_wait(self._quiet_wait() if quiet else WAIT_ANSWERING_S, alive)
 
     def close(self) -> None:
         try:
