@@ -5,6 +5,7 @@ same clean stop on SIGINT."""
 from __future__ import annotations
 
 import ast
+import json
 import subprocess
 import sys
 import time
@@ -102,3 +103,47 @@ def test_the_fork_server_preload_leaves_a_forked_node_nothing_to_load(executable
     assert lines[-1] == "[]", done.stdout
     walked, total = (int(v) for v in lines[-2].split()[1::2])
     assert walked < total / 4, f"a collection in the node would walk {walked} of {total} objects"
+
+
+def test_nodes_are_forked_from_here_only_where_that_is_safe() -> None:
+    """A trial process forks its nodes from itself, which is safe only while it runs one thread and
+    no ROS (a fork keeps only the calling thread: a lock another one held would stay held)."""
+    probe = (
+        "import threading, time\n"
+        "from spot_policy.ros.bringup import policy_node\n"
+        "from spot_policy_tools.launcher import ForkedNodeProcess, forks_safely_here\n"
+        "assert forks_safely_here(), 'a fresh process runs one thread'\n"
+        "threading.Thread(target=time.sleep, args=(5,), daemon=True).start()\n"
+        "assert not forks_safely_here()\n"
+        "try:\n"
+        "    ForkedNodeProcess(policy_node('spot_flat_mjx', 'input', True), None, {}, fork_here=True)\n"
+        "except RuntimeError as exc:\n"
+        "    print(exc)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "cannot fork policy_node here: this process runs threads or ROS already" in done.stdout
+
+
+def test_a_trial_process_that_dies_is_an_error_of_the_machinery(tmp_path: Path) -> None:
+    """run_trial(isolated=True) runs each attempt in a fork; one that dies before it reports (here:
+    its folder cannot be made) is retried like any machinery error, and reported, never raised."""
+    probe = (
+        "import dataclasses, json, sys\n"
+        "from pathlib import Path\n"
+        "from spot_policy.core import paths\n"
+        "from spot_policy_tools.evaluate import runner\n"
+        "from spot_policy_tools.evaluate.scenario import load_suite\n"
+        "from spot_policy_tools.evaluate.trial import run_trial\n"
+        "suite = load_suite(paths.config_dir() / 'scenarios' / 'quick.yaml')\n"
+        "spec = runner.trial_specs(suite, [runner.policy_info('spot_flat_mjx', 'a')], Path(sys.argv[1]), False)[0]\n"
+        "spec = dataclasses.replace(spec, out_dir=str(Path(sys.argv[1]) / 'a-file' / 'trial'))\n"
+        "(Path(sys.argv[1]) / 'a-file').write_text('not a folder')\n"
+        "print(json.dumps(run_trial(spec, isolated=True)))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", probe, str(tmp_path)], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stdout + done.stderr
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    assert result["error"] == "the trial process exited with 1 before its result"
+    assert result["attempts"] == 3 and len(result["retried_after"]) == 2
+    assert "NotADirectoryError" in done.stderr  # the child's own traceback, on the worker's stderr

@@ -4,7 +4,9 @@ Each node writes to ``<log_dir>/<name>.log``. A process is either the node's exe
 ``ros2 run`` starts it) or, for a :class:`NodeGroup` made with ``preloaded=True``, a fork of a
 server process that has imported the node's module already (:class:`ForkedNodeProcess`): the same
 ``main`` with the same arguments, without paying Python's and the libraries' import time per
-process - what an evaluation that starts two nodes per trial, hundreds of times, needs.
+process - what an evaluation that starts two nodes per trial, hundreds of times, needs. With
+``fork_here``, the group forks its nodes from the calling process instead, which must itself be a
+fresh fork of that server (an evaluation's trial process): one server for the whole evaluation.
 
 Stopping sends SIGINT (a clean ROS shutdown), then SIGTERM, then SIGKILL, each after a grace
 period. A node also gets SIGTERM when the process that started it dies (Linux's parent-death
@@ -31,7 +33,7 @@ from spot_policy.ros.bringup import NodeSpec
 from spot_policy.ros.dds_isolation import low_latency_environment
 
 
-def _end_with_parent() -> None:
+def end_with_parent() -> None:
     """In the child before exec: SIGTERM when the parent dies (Linux; elsewhere nothing)."""
     try:
         libc = ctypes.CDLL(None, use_errno=True)
@@ -51,7 +53,7 @@ class NodeProcess:
             stderr=subprocess.STDOUT,
             env=env,
             start_new_session=True,
-            preexec_fn=_end_with_parent,  # the job may run threads: prctl only, async-signal-safe enough
+            preexec_fn=end_with_parent,  # the job may run threads: prctl only, async-signal-safe enough
         )
 
     @property
@@ -102,20 +104,35 @@ FORKABLE_MAINS = {
 }
 
 
-def _fork_context() -> multiprocessing.context.BaseContext:
-    """The forkserver context: a clean single-threaded server that imports the forkable nodes' modules
-    and does their one-off start-up work once (:mod:`spot_policy_tools.node_preload`), then forks one
-    child per node (multiprocessing starts it on first use, one per process)."""
+def fork_server(*also_preload: str) -> multiprocessing.context.BaseContext:
+    """The forkserver context: a clean single-threaded server that imports ``also_preload`` and the
+    forkable nodes' modules and does their one-off start-up work once
+    (:mod:`spot_policy_tools.node_preload`, last: it freezes the heap), then forks one child per
+    process asked for (multiprocessing starts it on first use, one per process; what it preloads is
+    fixed then)."""
     context = multiprocessing.get_context("forkserver")
-    context.set_forkserver_preload(["spot_policy_tools.node_preload"])
+    context.set_forkserver_preload([*also_preload, "spot_policy_tools.node_preload"])
     return context
+
+
+def forks_safely_here() -> bool:
+    """Whether this process may fork a node directly: a single thread (Linux counts native ones
+    too: ROS, DDS and ONNX Runtime start theirs outside Python's view) and no ROS initialised."""
+    try:
+        threads = len(os.listdir("/proc/self/task"))
+    except OSError:
+        import threading
+
+        threads = threading.active_count()
+    rclpy = sys.modules.get("rclpy")
+    return threads == 1 and not (rclpy is not None and rclpy.ok())
 
 
 def _run_forked_node(module: str, argv: list[str], log_path: str, env: dict[str, str]) -> None:
     """In the forked child: become what the executable would be (own session, the job's environment,
     output to the log, SIGTERM when the server dies), run ``main``, end with its status."""
     os.setsid()
-    _end_with_parent()
+    end_with_parent()
     log = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
     os.dup2(log, 1)
     os.dup2(log, 2)
@@ -138,14 +155,19 @@ def _run_forked_node(module: str, argv: list[str], log_path: str, env: dict[str,
 
 
 class ForkedNodeProcess(NodeProcess):
-    """A node forked from the preloading server (:func:`_fork_context`); NodeProcess's interface."""
+    """A node forked from the preloading server (:func:`fork_server`), or with ``fork_here`` from
+    this process itself (which must be a fresh fork of that server: :func:`forks_safely_here`);
+    NodeProcess's interface."""
 
-    def __init__(self, spec: NodeSpec, log_dir: Path, env: dict[str, str]) -> None:
+    def __init__(self, spec: NodeSpec, log_dir: Path, env: dict[str, str], fork_here: bool = False) -> None:
+        if fork_here and not forks_safely_here():
+            raise RuntimeError(f"cannot fork {spec.name} here: this process runs threads or ROS already")
         self.spec = spec
         self.log_path = log_dir / f"{spec.name}.log"
         self._log = None
         argv = spec.command()
-        self.proc = _fork_context().Process(
+        context = multiprocessing.get_context("fork") if fork_here else fork_server()
+        self.proc = context.Process(
             target=_run_forked_node,
             args=(FORKABLE_MAINS[spec.executable], argv, str(self.log_path), env),
             name=spec.name,
@@ -164,16 +186,21 @@ class ForkedNodeProcess(NodeProcess):
 class NodeGroup:
     """A set of node processes sharing one environment (ROS domain) and one log folder."""
 
-    def __init__(self, log_dir: Path, env: dict[str, str] | None = None, preloaded: bool = False) -> None:
+    def __init__(
+        self, log_dir: Path, env: dict[str, str] | None = None, preloaded: bool = False, fork_here: bool = False
+    ) -> None:
         self.log_dir = Path(log_dir)
         self.log_dir.mkdir(parents=True, exist_ok=True)
         self.env = low_latency_environment(dict(os.environ if env is None else env))
         self.procs: list[NodeProcess] = []
         self.preloaded = preloaded
+        self.fork_here = fork_here
 
     def start(self, spec: NodeSpec) -> NodeProcess:
-        forked = self.preloaded and spec.executable in FORKABLE_MAINS
-        proc = (ForkedNodeProcess if forked else NodeProcess)(spec, self.log_dir, self.env)
+        if self.preloaded and spec.executable in FORKABLE_MAINS:
+            proc: NodeProcess = ForkedNodeProcess(spec, self.log_dir, self.env, fork_here=self.fork_here)
+        else:
+            proc = NodeProcess(spec, self.log_dir, self.env)
         self.procs.append(proc)
         return proc
 

@@ -9,7 +9,6 @@ anything is aggregated. Wall-clock figures never enter results.json (they go to 
 from __future__ import annotations
 
 import hashlib
-import multiprocessing
 import sys
 import threading
 import time
@@ -21,7 +20,8 @@ from typing import Any
 
 from spot_policy.core import paths
 from spot_policy_tools.evaluate.scenario import Suite, trial_seed
-from spot_policy_tools.evaluate.trial import TrialSpec, run_trial, trial_segments
+from spot_policy_tools.evaluate.trial import TRIAL_MODULES, TrialSpec, run_trial, trial_segments
+from spot_policy_tools.launcher import fork_server
 
 NOISE_TERMS = {
     "base_lin_vel": "base_lin_vel",
@@ -226,7 +226,9 @@ def run_local(
             results.append({**result, "label": spec.label})
             on_done(results[-1])
         return results, False
-    ctx = multiprocessing.get_context("spawn")
+    # Workers are forks of one server that has imported everything a trial needs; each runs its
+    # trials in forks of itself that fork their nodes in turn (trial.run_trial_in_fork).
+    ctx = fork_server(*TRIAL_MODULES)
     pool = ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_worker_init)
     pending: dict[Future, TrialSpec] = {}
     queue = longest_first(specs)
@@ -235,7 +237,7 @@ def run_local(
         while queue or pending:
             while queue and len(pending) < workers and not stop.is_set():
                 spec = queue.pop(0)
-                pending[pool.submit(run_trial, spec)] = spec
+                pending[pool.submit(run_trial, spec, None, None, True)] = spec
             if not pending:
                 break
             done, _ = wait(list(pending), timeout=0.5, return_when=FIRST_COMPLETED)

@@ -178,17 +178,28 @@ RETRYABLE = ("exited with", "the recording lost", "timed out")
 ATTEMPTS = 3
 
 
+#: What a process that runs trials uses besides the nodes' modules: preloaded by the fork server
+#: that local workers are forked from (runner.run_local), so no worker imports anything.
+TRIAL_MODULES = (
+    "spot_policy_tools.evaluate.driver",
+    "spot_policy_tools.evaluate.trial_data",
+    "spot_policy_tools.evaluate.verdict",
+)
+
+
 def run_trial(
     spec: TrialSpec,
     progress: Callable[[float], None] | None = None,
     stop: threading.Event | None = None,
+    isolated: bool = False,
 ) -> dict[str, Any]:
     """One trial, run again (up to :data:`ATTEMPTS` times) after an error of the machinery. A trial is
     deterministic, so a repeat gives the numbers the first run would have; ``attempts`` and the
-    earlier errors go to timing.json only."""
+    earlier errors go to timing.json only. ``isolated``: each attempt in a fork of this process
+    (:func:`run_trial_in_fork`), which must be a fresh fork of the preloading server."""
     errors: list[str] = []
     for attempt in range(1, ATTEMPTS + 1):
-        result = run_trial_once(spec, progress, stop)
+        result = run_trial_in_fork(spec) if isolated else run_trial_once(spec, progress, stop)
         error = result.get("error") or ""
         if not any(mark in error for mark in RETRYABLE) or attempt == ATTEMPTS or (stop and stop.is_set()):
             break
@@ -198,12 +209,47 @@ def run_trial(
     return result
 
 
+def run_trial_in_fork(spec: TrialSpec) -> dict[str, Any]:
+    """:func:`run_trial_once` in a fork of this process, which forks the trial's nodes from itself
+    before it starts ROS: this process never starts ROS, so it stays safe to fork for the next
+    trial, and with it one fork server serves a whole evaluation (no imports per worker, no fork
+    server per worker)."""
+    import multiprocessing
+
+    context = multiprocessing.get_context("fork")
+    receive, send = context.Pipe(duplex=False)
+    child = context.Process(target=_trial_child, args=(spec, send), name=f"trial {spec.scenario.name}")
+    child.start()
+    send.close()
+    try:
+        result = receive.recv()
+    except EOFError:
+        child.join()
+        result = {"scenario": spec.scenario.name, "trial": spec.trial, "seed": spec.seed,
+                  "error": f"the trial process exited with {child.exitcode} before its result"}  # fmt: skip
+    finally:
+        receive.close()
+    child.join()
+    return result
+
+
+def _trial_child(spec: TrialSpec, send) -> None:
+    from spot_policy_tools.launcher import end_with_parent
+
+    end_with_parent()
+    result = run_trial_once(spec, fork_here=True)
+    send.send(result)
+    send.close()
+
+
 def run_trial_once(
     spec: TrialSpec,
     progress: Callable[[float], None] | None = None,
     stop: threading.Event | None = None,
+    fork_here: bool = False,
 ) -> dict[str, Any]:
-    """Run, record and score one trial; never raises for a trial that went wrong (``error`` says why)."""
+    """Run, record and score one trial; never raises for a trial that went wrong (``error`` says why).
+    ``fork_here``: fork the nodes from this process (:class:`spot_policy_tools.launcher.NodeGroup`)."""
     from spot_policy_tools.evaluate.driver import DriverError, TrialDriver, timeline
     from spot_policy_tools.evaluate.trial_data import TrialDataError, collect, trial_data
     from spot_policy_tools.launcher import NodeGroup
@@ -224,7 +270,7 @@ def run_trial_once(
     wall_limit = 60.0 + 6.0 * end_s
     with claimed_domain(TRIAL_DOMAINS) as domain:
         env = fast_discovery_environment(isolate_environment(domain, dict(os.environ)))
-        group = NodeGroup(out / "logs", env, preloaded=True)
+        group = NodeGroup(out / "logs", env, preloaded=True, fork_here=fork_here)
         driver = None
         try:
             for node in bringup.sim_nodes(
