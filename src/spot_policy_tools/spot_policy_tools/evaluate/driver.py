@@ -51,7 +51,7 @@ from spot_policy.ros.polling import PolledGroup, take_raw
 
 #: lockstep_wait_s while the policy answers every state: 0 = wait for the answer however long it takes.
 WAIT_ANSWERING_S = 0.0
-#: lockstep_wait_s while the policy is silent (stopped, faulted): the sim moves on by itself.
+#: lockstep_wait_s while the policy is silent (stopped; a fault injected, not reported yet): the sim moves on by itself.
 WAIT_SILENT_S = 0.01
 #: lockstep_wait_s once the policy node has latched a fault: it answers nothing until a reset (which
 #: the driver never asks for), so no wait can change what happens; the sim runs at the bridge's pace.

@@ -237,7 +237,7 @@ def run_local(
         while queue or pending:
             while queue and len(pending) < workers and not stop.is_set():
                 spec = queue.pop(0)
-                pending[pool.submit(run_trial, spec, None, None, True)] = spec
+                pending[pool.submit(run_trial, spec, isolated=True)] = spec
             if not pending:
                 break
             done, _ = wait(list(pending), timeout=0.5, return_when=FIRST_COMPLETED)

@@ -224,12 +224,12 @@ def run_trial_in_fork(spec: TrialSpec) -> dict[str, Any]:
     try:
         result = receive.recv()
     except EOFError:
-        child.join()
+        child.join()  # its exit status, for the message
         result = {"scenario": spec.scenario.name, "trial": spec.trial, "seed": spec.seed,
                   "error": f"the trial process exited with {child.exitcode} before its result"}  # fmt: skip
     finally:
         receive.close()
-    child.join()
+        child.join()
     return result
 
 
