@@ -171,3 +171,55 @@ def test_robot_job_survives_a_killed_process(victim: str, tmp_path: Path) -> Non
         account = re.search(r"robot side: final behaviour (\w+), joint control expiries (\d+)", output)
         assert account and (account[1] == "stand" or int(account[2]) >= 1), output[-2000:]
     assert_bag_reaches_the_kill(out / "bag", tmp_path, publishing_s, recover=False)
+
+
+#: A job with other threads (here a gRPC server's, as the robot job's emulator) starts a node, then
+#: dies: the node must run no Python of the job's between fork and exec, and must still end.
+THREADED_JOB = """
+import os, pathlib, sys, time, types
+from concurrent import futures
+
+import grpc
+
+from spot_policy_tools.launcher import NodeProcess
+
+marker = pathlib.Path(sys.argv[1])
+os.register_at_fork(after_in_child=lambda: marker.write_text("the forked child ran Python"))
+server = grpc.server(futures.ThreadPoolExecutor(max_workers=2))
+server.add_insecure_port("127.0.0.1:0")
+server.start()
+spec = types.SimpleNamespace(name="sleeper", command=lambda: [sys.executable, "-c", "import time; time.sleep(60)"])
+node = NodeProcess(spec, pathlib.Path(sys.argv[2]), dict(os.environ))
+print(node.proc.pid, flush=True)
+time.sleep(60)
+"""
+
+
+def test_a_node_of_a_threaded_job_is_started_without_python_in_the_fork_and_ends_with_the_job(
+    tmp_path: Path,
+) -> None:
+    marker = tmp_path / "at_fork"
+    job = subprocess.Popen(
+        [sys.executable, "-c", THREADED_JOB, str(marker), str(tmp_path)], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        node = int(job.stdout.readline())
+        assert node > 0 and Path(f"/proc/{node}").exists()
+        assert not marker.exists(), marker.read_text()  # forked by vfork, no at-fork handlers: nothing to abort
+        job.kill()
+        job.wait(timeout=10)
+        deadline = time.monotonic() + 10
+        while alive(node) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not alive(node), "the node outlived its job (no parent-death signal)"
+    finally:
+        if job.poll() is None:
+            job.kill()
+
+
+def alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"

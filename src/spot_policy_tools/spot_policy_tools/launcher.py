@@ -19,9 +19,11 @@ from __future__ import annotations
 import atexit
 import contextlib
 import ctypes
+import functools
 import importlib
 import multiprocessing
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -42,19 +44,54 @@ def end_with_parent() -> None:
         pass
 
 
+@functools.cache
+def _setpriv() -> str | None:
+    return shutil.which("setpriv")  # util-linux (essential on Debian and Ubuntu): --pdeathsig since 2.33
+
+
+def with_parent_death_signal(argv: list[str]) -> tuple[list[str], Callable[[], None] | None]:
+    """``argv`` and a ``preexec_fn`` for :class:`subprocess.Popen` such that the child gets SIGTERM
+    when its parent dies.
+
+    A ``preexec_fn`` runs Python in a fork of a process that may run other threads (gRPC's, DDS's,
+    a test's Ray client): their at-fork handlers then run in the child, and one that aborts kills the
+    node before it has written a line (seen: gRPC's event engine, SIGABRT). ``setpriv --pdeathsig``
+    sets the signal in the child after exec instead, so Popen can vfork; without setpriv, only a
+    single-threaded process still uses ``preexec_fn``, and elsewhere the child goes without."""
+    if _setpriv() is not None:
+        return [_setpriv(), "--pdeathsig", "TERM", "--", *argv], None
+    if sys.platform.startswith("linux") and len(os.listdir("/proc/self/task")) == 1:
+        return list(argv), end_with_parent
+    return list(argv), None
+
+
+def wait_past_setpriv(proc: subprocess.Popen, timeout_s: float = 2.0) -> None:
+    """Until ``proc`` (started by :func:`with_parent_death_signal`'s argv) runs its own program.
+
+    Popen returns once setpriv has been exec'd, before it has set the signal: a job killed in that
+    moment would leave the node running on."""
+    wrapper = os.fsencode(_setpriv() or "")
+    end = time.monotonic() + timeout_s
+    while proc.poll() is None and time.monotonic() < end:
+        try:
+            if Path(f"/proc/{proc.pid}/cmdline").read_bytes().split(b"\0", 1)[0] != wrapper:
+                return
+        except OSError:
+            return
+        time.sleep(0.0005)
+
+
 class NodeProcess:
     def __init__(self, spec: NodeSpec, log_dir: Path, env: dict[str, str]) -> None:
         self.spec = spec
         self.log_path = log_dir / f"{spec.name}.log"
         self._log = open(self.log_path, "w", buffering=1)  # noqa: SIM115 - closed in stop()
+        argv, preexec = with_parent_death_signal(spec.command())
         self.proc = subprocess.Popen(
-            spec.command(),
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
-            env=env,
-            start_new_session=True,
-            preexec_fn=end_with_parent,  # the job may run threads: prctl only, async-signal-safe enough
+            argv, stdout=self._log, stderr=subprocess.STDOUT, env=env, start_new_session=True, preexec_fn=preexec
         )
+        if argv[0] == _setpriv():
+            wait_past_setpriv(self.proc)
 
     @property
     def name(self) -> str:

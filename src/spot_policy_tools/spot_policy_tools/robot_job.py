@@ -103,10 +103,6 @@ def main(args: argparse.Namespace) -> int:
     env = dict(os.environ)
     emulator = None
     if args.emulator:
-        # The emulator's gRPC runs in this process, which starts the nodes with a preexec_fn: gRPC's
-        # fork handlers would then run in each child before its exec and abort 1 child in ~40 here
-        # (SIGABRT, "epoll_wait error: Bad file descriptor"). Nothing here forks to use gRPC.
-        os.environ.setdefault("GRPC_ENABLE_FORK_SUPPORT", "false")
         try:  # the robot package, needed only for this command
             from spot_hw_bridge.emulator import FAULTS, SpotEmulator
         except ImportError as exc:
