@@ -188,3 +188,70 @@ def test_player_starts_only_once_the_recorder_has_subscribed(tmp_path: Path) -> 
         fake.destroy_node()
     finally:
         rclpy.shutdown()
+
+
+@pytest.mark.ros
+def test_player_waits_for_every_service_and_keeps_the_profiles_order_of_switches(tmp_path: Path) -> None:
+    """The node answers walk slowly, while the profile moves on to stop and stand: those reach it in
+    that order (sent concurrently, both would wait in the node's queue, and its executor takes its
+    services in creation order: stand first). And nothing starts until every mode's service is there."""
+    profile = tmp_path / "p.yaml"
+    profile.write_text(
+        "name: p\nsegments:\n"
+        "  - {name: up, mode: stand, duration: 0.3}\n"
+        "  - {name: go, mode: walk, duration: 0.3, cmd_vel: [0.2, 0.0, 0.0]}\n"
+        "  - {name: halt, mode: stop, duration: 0.3}\n"
+        "  - {name: last, mode: stand, duration: 0.3}\n"
+    )
+    rclpy.init()
+    try:
+        fake = rclpy.create_node("policy_node")
+        calls: list[str] = []
+        sim_now = [0.0]
+
+        def service(name: str):
+            def handle(_req, res):
+                calls.append(name)
+                if name == "walk":
+                    time.sleep(0.8)  # the profile goes on through halt and last meanwhile (0.6 sim s)
+                res.success, res.message = True, name
+                return res
+
+            return handle
+
+        for name in ("stand", "walk"):
+            fake.create_service(Trigger, f"~/{name}", service(name))
+        clock_pub = fake.create_publisher(Clock, "clock", 10)
+        player = ProfilePlayer(
+            parameter_overrides=[Parameter("profile", value=str(profile)), Parameter("use_sim_time", value=True)]
+        )
+        fake_spin, player_spin = Spinner(fake), Spinner(player)
+        stop_clock = threading.Event()
+
+        def run_clock() -> None:
+            while not stop_clock.is_set() and not player.done and sim_now[0] < 30.0:
+                sim_now[0] = round(sim_now[0] + 0.01, 3)
+                clock_pub.publish(Clock(clock=to_stamp(sim_now[0])))
+                time.sleep(0.004)
+
+        clock_thread = threading.Thread(target=run_clock)
+        try:
+            assert wait_until(lambda: clock_pub.get_subscription_count() > 0, 10)
+            clock_thread.start()
+            assert wait_until(lambda: all(player.clients_[m].service_is_ready() for m in ("stand", "walk")), 10)
+            time.sleep(1.0)
+            assert calls == [] and player.t0 is None  # stand and walk are there, stop is not yet
+            fake.create_service(Trigger, "~/stop", service("stop"))
+            assert wait_until(lambda: player.done, 30)
+        finally:
+            stop_clock.set()
+            if clock_thread.is_alive():
+                clock_thread.join()
+            player_spin.close()
+            fake_spin.close()
+        assert player.exit_code == 0
+        assert calls == ["stand", "walk", "stop", "stand"]
+        player.destroy_node()
+        fake.destroy_node()
+    finally:
+        rclpy.shutdown()

@@ -31,6 +31,8 @@ from spot_policy.core.profile import END_MARKER, Profile, ProfileError, Segment,
 from spot_policy.ros.node_main import run_node
 
 SERVICE_FOR_MODE = {"stand": "stand", "walk": "walk", "stop": "stop"}
+#: Wall seconds the player waits at the profile's end for its last mode switches to be answered.
+DRAIN_S = 5.0
 
 
 class ProfilePlayer(Node):
@@ -78,6 +80,8 @@ class ProfilePlayer(Node):
         self.done = False
         self.exit_code = 0
         self._pending = None
+        self._queued: list[Segment] = []  # segments entered while a mode call was still unanswered
+        self._ended_at: float | None = None  # wall time the profile's end was reached
         self._wall_start = time.monotonic()
         self.create_timer(1.0 / float(params["cmd_rate_hz"]), self._tick)
         self.get_logger().info(
@@ -97,9 +101,7 @@ class ProfilePlayer(Node):
         t = self._now() - self.t0
         segment = self.profile.at(t)
         if segment is None:
-            self._mark(END_MARKER, len(self.profile.segments))
-            self.get_logger().info(f"profile done at t={t:.2f} s")
-            self.done = True
+            self._finish(t)
             return
         index = self.profile.segments.index(segment)
         # The segment's command goes out at once, also while its mode switch is still being
@@ -111,25 +113,45 @@ class ProfilePlayer(Node):
         elif self._recovery and self._pending is None:
             self._recover_step(segment)
 
+    def _finish(self, t: float) -> None:
+        """The profile's end: done once its last mode switches have been answered (a switch waits
+        for the one before it), or after :data:`DRAIN_S` without an answer."""
+        if self._ended_at is None:
+            self._ended_at = time.monotonic()
+            self._mark(END_MARKER, len(self.profile.segments))
+            self.get_logger().info(f"profile done at t={t:.2f} s")
+        if self._pending is None and not self._queued:
+            self.done = True
+        elif time.monotonic() - self._ended_at > DRAIN_S:
+            left = [s.mode for s in self._queued]
+            self.get_logger().warning(f"no answer to the last mode switch within {DRAIN_S:.0f} s; not sent: {left}")
+            self.done = True
+
     def _try_start(self) -> None:
         """Start once every ``wait_for_subscribers`` topic has a subscriber and the policy node accepts
         the first segment's mode (it needs fresh inputs)."""
         missing = [t for t in self.wait_for if self.count_subscribers(t) == 0]
+        # Every service the profile will call is discovered before it starts: a request on one not
+        # yet matched can arrive after the next segment's, and the node then switches out of order.
+        unready = [c.srv_name for c in self._clients_needed() if not c.service_is_ready()]
         if time.monotonic() - self._wall_start > self.start_timeout_s:
             if missing:
                 self._abort(f"nothing subscribed to {', '.join(missing)} within {self.start_timeout_s:.0f} s "
                             "(wait_for_subscribers): did the recorder start?")  # fmt: skip
+            elif unready:
+                self._abort(f"service(s) {', '.join(unready)} not available within {self.start_timeout_s:.0f} s: "
+                            "is the policy node (and, for a push, the simulator) running?")  # fmt: skip
             else:
                 self._abort(f"the policy node did not accept '{self.profile.segments[0].mode}' within "
                             f"{self.start_timeout_s:.0f} s: is the bridge publishing joint_states?")  # fmt: skip
             return
-        if missing:
+        if missing or unready:
             return
-        first = self.profile.segments[0]
-        client = self.clients_[first.mode]
-        if not client.service_is_ready():
-            return
-        self._call(first, on_ok=self._started, retry=True)
+        self._call(self.profile.segments[0], on_ok=self._started, retry=True)
+
+    def _clients_needed(self) -> list:
+        needed = [self.clients_[m] for m in dict.fromkeys(s.mode for s in self.profile.segments)]
+        return needed + ([self.push_client] if any(s.push for s in self.profile.segments) else [])
 
     def _started(self) -> None:
         self.t0 = self._now()
@@ -146,6 +168,8 @@ class ProfilePlayer(Node):
         )
         if self._recovery:  # the recovery ends in this segment's mode
             self._recovery[-1] = ("mode", segment.mode)
+        elif self._pending is not None:  # mode switches reach the node in the profile's order
+            self._queued.append(segment)
         else:
             self._call(segment, on_ok=lambda: None, retry=False)
         if segment.push:
@@ -165,6 +189,8 @@ class ProfilePlayer(Node):
                     result.message if result else "no answer"
                 )
                 self._start_recovery(message) if self.recover else self._abort(message)
+            if self._queued and not self._recovery and not self.done:
+                self._call(self._queued.pop(0), on_ok=lambda: None, retry=False)
 
         future.add_done_callback(done)
 
@@ -176,6 +202,7 @@ class ProfilePlayer(Node):
             f"recovery {self.recoveries}: {message}; "
             + ("resetting the policy node and the simulator, then stand" if faulted else "asking again")
         )
+        self._queued.clear()  # the recovery ends in the current segment's mode
         mode = self.profile.segments[self.index].mode
         calls = [("call", c) for c in self.reset_clients] + [("mode", "stand"), ("wait", self.recover_stand_s)]
         self._recovery = [*(calls if faulted and mode != "stop" else []), ("mode", mode)]
