@@ -26,6 +26,7 @@ const responses = new Map(); // call id -> resolve
 let lastBody = null;
 let lastOdom = null;
 const odomHistory = [];
+const bodyHistory = [];
 
 const fail = (message) => {
   summary.errors.push(message);
@@ -79,6 +80,8 @@ client.on("message", ({ subscriptionId, data }) => {
       if (t.child_frame_id === "body") {
         const { translation: p } = t.transform;
         lastBody = { x: p.x, y: p.y, z: p.z, stamp: t.header.stamp.sec + t.header.stamp.nanosec * 1e-9 };
+        bodyHistory.push(lastBody);
+        if (bodyHistory.length > 5000) bodyHistory.shift();
       }
     }
   } else if (topic === "/odom") {
@@ -138,9 +141,16 @@ client.unadvertise(channelId);
 await sleep(300);
 summary.odom_after = lastOdom;
 summary.body_after = lastBody;
-// /tf and /odom arrive on different channels: compare the body frame with the odometry of its instant.
-summary.odom_at_body = odomHistory.reduce((best, o) =>
-  Math.abs(o.stamp - lastBody.stamp) < Math.abs(best.stamp - lastBody.stamp) ? o : best);
+// /tf and /odom arrive on different channels, each thinned to the newest message per forwarding
+// poll: the newest body frame that has odometry at or around its instant, with that odometry.
+for (const body of [...bodyHistory].reverse()) {
+  const before = odomHistory.filter((o) => o.stamp <= body.stamp).at(-1);
+  const after = odomHistory.find((o) => o.stamp >= body.stamp);
+  if (before && after) {
+    summary.body_with_odom = { body, before, after };
+    break;
+  }
+}
 client.close();
 console.log(JSON.stringify(summary));
 process.exit(0);
