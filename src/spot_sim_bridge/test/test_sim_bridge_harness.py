@@ -18,10 +18,11 @@ from rclpy.parameter import Parameter
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 from rosgraph_msgs.msg import Clock
 from sensor_msgs.msg import JointState
-from std_msgs.msg import String
+from std_msgs.msg import Float64MultiArray, String
 
 from spot_policy.core import contract
 from spot_policy.core.onnx_mlp import random_mlp
+from spot_sim_bridge.core import ground_truth
 from spot_sim_bridge.ros.sim_bridge_node import SimBridgeNode
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "spot_policy_node" / "test"))
@@ -93,20 +94,16 @@ class Harness(Node):
         self.run_until_pub.publish(Clock(clock=rclpy.time.Time(nanoseconds=ns).to_msg()))
 
 
+def harnessed_bridge(run: Path, **params: object) -> SimBridgeNode:
+    """A lock-stepped bridge under a barrier with its ground truth on, and ``params``."""
+    base = {"policy": str(run), "mode": "lockstep", "lockstep_wait_s": 0.02, "lockstep_barrier": True}
+    overrides = {**base, "publish_ground_truth": True, **params}
+    return SimBridgeNode(parameter_overrides=[Parameter(k, value=v) for k, v in overrides.items()])
+
+
 def test_barrier_ground_truth_and_events(tmp_path: Path) -> None:
     run = make_run(tmp_path, layers=random_mlp((48, 16, 12), seed=1, gain=0.1))
-    bridge = SimBridgeNode(
-        parameter_overrides=[
-            Parameter("policy", value=str(run)),
-            Parameter("mode", value="lockstep"),
-            Parameter("lockstep_wait_s", value=0.02),
-            Parameter("lockstep_barrier", value=True),
-            Parameter("publish_ground_truth", value=True),
-            Parameter("sense_noise_base_lin_vel", value=0.1),
-            Parameter("sense_seed", value=4),
-            Parameter("fault_nan_at_s", value=0.3),
-        ]
-    )
+    bridge = harnessed_bridge(run, sense_noise_base_lin_vel=0.1, sense_seed=4, fault_nan_at_s=0.3)
     probe = Harness()
     spin = Spinner(bridge, probe)
     try:
@@ -141,3 +138,84 @@ def test_barrier_ground_truth_and_events(tmp_path: Path) -> None:
         spin.close()
         bridge.destroy_node()
         probe.destroy_node()
+
+
+class TruthProbe(Harness):
+    """The Harness's stand-in policy, recording the ground truth per instant or in batches."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.per_instant: dict[str, dict[int, np.ndarray]] = {"odom": {}, "joints": {}, "targets": {}}
+        self.batches: list[np.ndarray] = []
+        self.create_subscription(Odometry, "/sim_bridge/ground_truth/odom", self._on_truth_odom, DEEP)
+        self.create_subscription(JointState, "/sim_bridge/ground_truth/joint_states", self._on_truth_joints, DEEP)
+        self.create_subscription(JointState, "/sim_bridge/ground_truth/joint_targets", self._on_truth_targets, DEEP)
+        self.create_subscription(Float64MultiArray, "/sim_bridge/ground_truth/batch", self._on_batch, DEEP)
+
+    def _on_truth_odom(self, msg: Odometry) -> None:
+        p, q = msg.pose.pose.position, msg.pose.pose.orientation
+        lin, ang = msg.twist.twist.linear, msg.twist.twist.angular
+        values = [p.x, p.y, p.z, q.x, q.y, q.z, q.w, lin.x, lin.y, lin.z, ang.x, ang.y, ang.z]
+        with self.lock:
+            self.per_instant["odom"][self._ns(msg.header.stamp)] = np.array(values)
+
+    def _on_truth_joints(self, msg: JointState) -> None:
+        with self.lock:
+            self.per_instant["joints"][self._ns(msg.header.stamp)] = np.concatenate(
+                [msg.position, msg.velocity, msg.effort]
+            )
+
+    def _on_truth_targets(self, msg: JointState) -> None:
+        with self.lock:
+            self.per_instant["targets"][self._ns(msg.header.stamp)] = np.array(msg.position)
+
+    def _on_batch(self, msg: Float64MultiArray) -> None:
+        with self.lock:
+            self.batches.append(np.array(msg.data))
+
+
+def run_truth_probe(run: Path, batch: int) -> TruthProbe:
+    """A lock-stepped bridge under a barrier, released to 0.3 s and then to 0.5 s."""
+    bridge = harnessed_bridge(run, ground_truth_batch=batch, publish_tf=batch == 0)
+    probe = TruthProbe()
+    spin = Spinner(bridge, probe)
+    try:
+        assert (bridge.state_out.frames is None) == (batch > 0)  # no robot model, no /tf
+        assert wait_until(lambda: bridge.state_out.joint_states_pub.get_subscription_count() >= 1, timeout=10)
+        assert wait_until(lambda: probe.held == [0], timeout=10), probe.held
+        for until in (0.3, 0.5):
+            probe.run_until(until)
+            assert wait_until(lambda u=until: probe.held[-1:] == [round(u * 1e9)], timeout=10), probe.held
+            if batch:  # held: every instant up to here has been sent
+                assert wait_until(
+                    lambda u=until: any(ground_truth.split(b)["t_ns"][-1] == round(u * 1e9) for b in probe.batches),
+                    timeout=5,
+                )
+        assert wait_until(lambda: bool(probe.batches) if batch else 500_000_000 in probe.per_instant["odom"], 5)
+    finally:
+        spin.close()
+        bridge.destroy_node()
+        probe.destroy_node()
+    return probe
+
+
+def test_batched_ground_truth_is_the_per_instant_ground_truth_bit_for_bit(tmp_path: Path) -> None:
+    run = make_run(tmp_path, layers=random_mlp((48, 16, 12), seed=1, gain=0.1))
+    single, batched = run_truth_probe(run, 0), run_truth_probe(run, 7)
+    assert not (batched.per_instant["odom"] or batched.per_instant["joints"])  # batches instead
+    assert not single.batches
+    assert all(len(b) <= 7 * ground_truth.WIDTH for b in batched.batches)
+    rows = ground_truth.split(np.concatenate(batched.batches))
+    stamps = rows["t_ns"].tolist()
+    assert sorted(set(stamps)) == [round(i * 20e6) for i in range(26)]  # 0 to 0.5 s, nothing past the barrier
+    assert stamps == sorted(stamps)  # in order (the start state may repeat while the bridge waits)
+    last = {s: i for i, s in enumerate(stamps)}  # a repeated instant: the latest row, as per instant
+    for s, i in last.items():
+        assert np.array_equal(rows["odom"][i], single.per_instant["odom"][s]), s
+        joints = np.concatenate([rows["q"][i], rows["dq"][i], rows["tau"][i]])
+        assert np.array_equal(joints, single.per_instant["joints"][s]), s  # this model's joints are in Isaac order
+        if s in single.per_instant["targets"]:
+            assert np.array_equal(rows["targets"][i], single.per_instant["targets"][s]), s
+        else:  # no command yet at this instant
+            assert np.isnan(rows["targets"][i]).all(), s
+    assert len(single.per_instant["targets"]) > 20

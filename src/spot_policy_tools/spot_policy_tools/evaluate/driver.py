@@ -34,7 +34,6 @@ from dataclasses import dataclass, field
 import rclpy
 from diagnostic_msgs.msg import DiagnosticArray
 from geometry_msgs.msg import Twist
-from nav_msgs.msg import Odometry
 from rcl_interfaces.msg import Parameter as ParameterMsg
 from rcl_interfaces.msg import ParameterType, ParameterValue
 from rcl_interfaces.srv import SetParameters
@@ -43,7 +42,7 @@ from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 from rclpy.serialization import deserialize_message
 from rosgraph_msgs.msg import Clock as ClockMsg
 from sensor_msgs.msg import JointState
-from std_msgs.msg import String
+from std_msgs.msg import Float64MultiArray, String
 from std_srvs.srv import Trigger
 
 from spot_policy.core import contract
@@ -56,12 +55,13 @@ WAIT_SILENT_S = 0.01
 #: lockstep_wait_s once the policy node has latched a fault: it answers nothing until a reset (which
 #: the driver never asks for), so no wait can change what happens; the sim runs at the bridge's pace.
 WAIT_FAULTED_S = 0.001
-#: lockstep_wait_s before the first command (the bridge republishes the start state this often).
-WAIT_START_S = 0.05
+#: lockstep_wait_s before the first command: the bridge republishes the start state this often, so
+#: the driver's first ground truth and the policy's fresh state for its first mode come this soon.
+WAIT_START_S = 0.01
 
 LATCHED = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
 EVENTS = QoSProfile(depth=200, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
-#: The ground truth is taken in batches while the driver waits; deep enough for a whole trial.
+#: The ground truth is taken while the driver waits; deep enough for a whole trial's batches.
 GROUND_TRUTH = QoSProfile(depth=5000, reliability=ReliabilityPolicy.RELIABLE)
 MARKERS = QoSProfile(depth=50, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
 
@@ -117,15 +117,16 @@ class TrialDriver:
         # per trial, and no late joiner: the driver sees the first instant before it starts).
         self._truth: list[tuple[str, type, object]] = []
         self._polled = []
-        for name, msg_type in (
-            ("ground_truth/odom", Odometry),
-            ("ground_truth/joint_states", JointState),
-            ("ground_truth/joint_targets", JointState),
-        ):
-            sub = n.create_subscription(
-                msg_type, f"/{bridge}/{name}", _never_called, GROUND_TRUTH, raw=True, callback_group=PolledGroup()
-            )
-            self._polled.append((f"sim_bridge/{name}", msg_type, sub))
+        # The bridge sends it in batches (trial.bridge_params: ground_truth_batch).
+        sub = n.create_subscription(
+            Float64MultiArray,
+            f"/{bridge}/ground_truth/batch",
+            _never_called,
+            GROUND_TRUTH,
+            raw=True,
+            callback_group=PolledGroup(),
+        )
+        self._polled.append(("sim_bridge/ground_truth/batch", Float64MultiArray, sub))
         self.messages: list[tuple[str, object]] = []  # events and diagnostics, as messages
         n.create_subscription(
             String, f"/{bridge}/events", lambda m: self.messages.append(("sim_bridge/events", m)), EVENTS

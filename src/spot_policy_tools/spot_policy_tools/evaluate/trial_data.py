@@ -2,10 +2,10 @@
 
 The evaluation's driver records the messages itself (:func:`collect`); :func:`read_bag` reads the
 same topics from a bag (e.g. ``ros2 bag record`` of a run with the bridge's ground truth on). Uses
-the sim bridge's ground truth (``sim_bridge/ground_truth/{odom,joint_states,joint_targets}``)
-and both nodes' event streams with the ``rosbags`` reader (no rclpy). The policy's raw output is
-recovered from the targets the bridge applied (target = offset + scale x action), so nothing is
-taken from the node's optional debug stream.
+the sim bridge's ground truth (``sim_bridge/ground_truth/batch``, or per instant
+``sim_bridge/ground_truth/{odom,joint_states,joint_targets}``) and both nodes' event streams with
+the ``rosbags`` reader (no rclpy). The policy's raw output is recovered from the targets the bridge
+applied (target = offset + scale x action), so nothing is taken from the node's optional debug stream.
 Foot positions come from the base pose and joint angles through Spot's MJCF (MuJoCo forward
 kinematics, no physics); the ground under base and feet from the trial's terrain spec.
 """
@@ -23,9 +23,11 @@ from rosbags.rosbag2 import Reader
 from spot_policy.core import contract
 from spot_policy.ros.bag_recorder import default_typestore, deserialize_cdr
 from spot_policy_tools.evaluate.metrics import TrialData
+from spot_sim_bridge.core import ground_truth
 from spot_sim_bridge.core.terrain import TerrainSpec
 
 TOPICS = {
+    "sim_bridge/ground_truth/batch": "std_msgs/msg/Float64MultiArray",
     "sim_bridge/ground_truth/odom": "nav_msgs/msg/Odometry",
     "sim_bridge/ground_truth/joint_states": "sensor_msgs/msg/JointState",
     "sim_bridge/ground_truth/joint_targets": "sensor_msgs/msg/JointState",
@@ -107,6 +109,16 @@ def collect(messages, source: str = "the trial") -> dict[str, Any]:
             )
         elif topic.endswith("ground_truth/joint_targets"):
             targets[_stamp_ns(msg.header)] = _by_name(list(msg.name), msg.position)
+        elif topic.endswith("ground_truth/batch"):
+            try:
+                rows = ground_truth.split(msg.data)
+            except ValueError as exc:
+                raise TrialDataError(f"{source}: {exc}") from None
+            for i, stamp in enumerate(rows["t_ns"].tolist()):  # in order: a later row of a stamp wins
+                odom[stamp] = tuple(rows["odom"][i].tolist())
+                joints[stamp] = (rows["q"][i], rows["dq"][i], rows["tau"][i])
+                if not np.isnan(rows["targets"][i]).all():
+                    targets[stamp] = rows["targets"][i]
         elif topic.endswith("events"):
             try:
                 record = json.loads(msg.data)

@@ -36,7 +36,7 @@ from rclpy.parameter import Parameter
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 from rosgraph_msgs.msg import Clock as ClockMsg
 from sensor_msgs.msg import JointState
-from std_msgs.msg import String
+from std_msgs.msg import Float64MultiArray, MultiArrayDimension, String
 from std_srvs.srv import Trigger
 
 from spot_policy.core import contract, paths
@@ -46,6 +46,7 @@ from spot_policy.ros.input_guard import InputGuard
 from spot_policy.ros.node_main import run_node
 from spot_policy.ros.node_parts import log_event, read_only
 from spot_policy.ros.state_publisher import LOCKSTEP_STATE_QOS, StatePublisher, subscribe_joint_command, to_time
+from spot_sim_bridge.core import ground_truth
 from spot_sim_bridge.core.backend import RobotState
 from spot_sim_bridge.core.bridge import (
     BACKENDS,
@@ -107,6 +108,12 @@ WORLD_PARAMETERS: tuple[tuple[str, Any, str], ...] = (
     ("fault_stale_duration_s", 0.0, "fault injection: how long it stays stopped (<= 0: to the end)"),
     ("initial_pose", "", "start (and ~/reset) in this pose: 'fl_hx=0.1,fl_kn=-1.4,...' (empty: the default pose)"),
     ("publish_ground_truth", False, "publish ~/ground_truth/odom and ~/ground_truth/joint_states (exact state)"),
+    (
+        "ground_truth_batch",
+        0,
+        "> 0: the ground truth as rows of up to this many instants on ~/ground_truth/batch instead",
+    ),
+    ("publish_tf", True, "publish robot_description, /tf_static and /tf (what RViz2 and Foxglove show)"),
     ("lockstep_barrier", False, "lockstep: never run past the time on ~/run_until (a harness paces the sim)"),
     (
         "initial_pose_offsets",
@@ -218,7 +225,7 @@ class SimBridgeNode(Node):
         self.state_out = StatePublisher(
             self,
             self.core.backend.joint_names,
-            robot_description(),
+            robot_description() if bool(p["publish_tf"]) else None,
             qos=LOCKSTEP_STATE_QOS if self.mode == "lockstep" else qos_profile_sensor_data,
         )
         self.diag_pub = self.create_publisher(
@@ -229,7 +236,21 @@ class SimBridgeNode(Node):
         self._partial_joints = cdr.JointStateEncoder([str(n) for n in self.core.backend.joint_names])
         self._zeros = np.zeros(len(self.core.backend.joint_names))
         self._ground_truth: tuple[Any, Any, Any] | None = None
-        if bool(p["publish_ground_truth"]):
+        self._truth_batch: ground_truth.GroundTruthBatch | None = None
+        batch = int(p["ground_truth_batch"])
+        if batch < 0:
+            raise ValueError(f"parameter ground_truth_batch is {batch}; fix: 0 (a message per instant) or more")
+        if bool(p["publish_ground_truth"]) and batch > 0:
+            self._truth_batch = ground_truth.GroundTruthBatch(batch, self.core.backend.joint_names)
+            self._batch_pub = self.create_publisher(Float64MultiArray, "~/ground_truth/batch", GROUND_TRUTH_QOS)
+            self._batch_msg = Float64MultiArray()
+            self._batch_msg.layout.dim = [
+                MultiArrayDimension(label="instant", size=0, stride=0),
+                MultiArrayDimension(
+                    label=",".join(ground_truth.FIELDS), size=ground_truth.WIDTH, stride=ground_truth.WIDTH
+                ),
+            ]
+        elif bool(p["publish_ground_truth"]):
             self._ground_truth = (
                 self.create_publisher(Odometry, "~/ground_truth/odom", GROUND_TRUTH_QOS),
                 self.create_publisher(JointState, "~/ground_truth/joint_states", GROUND_TRUTH_QOS),
@@ -362,6 +383,8 @@ class SimBridgeNode(Node):
                 self.core.lockstep_step()
             if action is not LockstepAction.NOTHING:
                 self._publish_lockstep()
+            if action is LockstepAction.PUBLISH:
+                self._flush_ground_truth()  # the bridge waits here: its harness gets the state now
 
     def _may_step(self) -> bool:
         return not self._barrier or self.core.sim_time_ns + self._period_ns <= self._run_until_ns
@@ -369,6 +392,7 @@ class SimBridgeNode(Node):
     def _hold(self) -> None:
         """At the barrier with a step owed: say so once on ~/held (call with the lock held)."""
         self._owed_step = True
+        self._flush_ground_truth()  # the harness that sees ~/held has every instant up to it
         now_ns = self.core.sim_time_ns
         if self._held_ns != now_ns:
             self._held_ns = now_ns
@@ -389,7 +413,15 @@ class SimBridgeNode(Node):
         truth: RobotState = self.core.state()
         stamp_ns = self.core.sim_time_ns
         self.clock_pub.publish(cdr.encode_clock(stamp_ns))
-        if self._ground_truth is not None:
+        if self._truth_batch is not None:
+            w, x, y, z = truth.base_quat
+            self._truth_batch.add(
+                stamp_ns, truth.base_pos, (x, y, z, w), truth.base_lin_vel_body, truth.base_ang_vel_body,
+                truth.q, truth.dq, truth.tau, self.core.last_targets,
+            )  # fmt: skip
+            if self._truth_batch.full:
+                self._flush_ground_truth()
+        elif self._ground_truth is not None:
             w, x, y, z = truth.base_quat
             odom_pub, joints_pub, targets_pub = self._ground_truth
             odom_pub.publish(
@@ -436,6 +468,16 @@ class SimBridgeNode(Node):
         if "joint_states" in topics:
             out.joint_states_pub.publish(self._partial_joints(stamp_ns, state.q, state.dq, state.tau))
         return True
+
+    def _flush_ground_truth(self) -> None:
+        """Publish the ground-truth rows collected so far, if any (call with the lock held)."""
+        if self._truth_batch is None or not self._truth_batch.size:
+            return
+        msg = self._batch_msg
+        msg.layout.dim[0].size = self._truth_batch.size
+        msg.layout.dim[0].stride = self._truth_batch.size * ground_truth.WIDTH
+        msg.data = self._truth_batch.take()
+        self._batch_pub.publish(msg)
 
     # ---------------------------------------------------------------- inputs
     def hot_inputs(self) -> HotInputs | None:
@@ -574,6 +616,7 @@ class SimBridgeNode(Node):
         with self._lock:
             status = self.core.status()
             published = self.state_out.published
+            self._flush_ground_truth()  # batched ground truth is never older than this period
         wall = time.monotonic()
         wall0, sim0, published0 = self._diag_at
         elapsed = max(1e-6, wall - wall0)
