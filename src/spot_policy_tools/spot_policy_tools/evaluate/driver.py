@@ -58,6 +58,10 @@ WAIT_FAULTED_S = 0.001
 #: lockstep_wait_s before the first command: the bridge republishes the start state this often, so
 #: the driver's first ground truth and the policy's fresh state for its first mode come this soon.
 WAIT_START_S = 0.01
+#: How often the driver looks at what no message announces (services discovered, the polled ground
+#: truth, subscribers matched): at the start, where each wait is on the trial's critical path, and after.
+POLL_START_S = 0.005
+POLL_S = 0.02
 
 LATCHED = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
 EVENTS = QoSProfile(depth=200, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
@@ -141,6 +145,7 @@ class TrialDriver:
         self.executor = SingleThreadedExecutor(context=self.context)
         self.executor.add_node(n)
         self._wait_s: float | None = None
+        self._poll_s = POLL_S
 
     def _on_event(self, msg: String) -> None:
         self.messages.append(("policy_node/events", msg))
@@ -167,7 +172,7 @@ class TrialDriver:
                 raise DriverError(broken)
             if time.monotonic() > end:
                 raise DriverError(f"timed out after {timeout_s:.0f} s waiting for {what}")
-            self.executor.spin_once(timeout_sec=0.02)  # wakes at once on a message or an answer
+            self.executor.spin_once(timeout_sec=self._poll_s)  # wakes at once on a message or an answer
             self.drain()
             if self.faulted and self._wait_s != WAIT_FAULTED_S and not self._adjusting:
                 # The policy is silent for good now (injected or not): the sim moves on by itself.
@@ -239,6 +244,13 @@ class TrialDriver:
         """Nodes up, the bridge's ground truth arriving here (the start state, which the bridge
         republishes until the first command), the robot reset (to ``reset_pose``), the policy in
         ``first_mode`` at sim time 0."""
+        self._poll_s = POLL_START_S
+        try:
+            self._start(reset_pose, first_mode, alive)
+        finally:
+            self._poll_s = POLL_S
+
+    def _start(self, reset_pose: dict[str, float] | None, first_mode: str, alive: Callable[[], str | None]) -> None:
         clients = [*self.modes.values(), self.reset_client, self.push_client, self.params_client]
         t0 = time.monotonic()
         self.spin_until(lambda: all(c.service_is_ready() for c in clients), 60.0, alive, "the nodes' services")
@@ -267,7 +279,7 @@ class TrialDriver:
                 break
             if time.monotonic() > end:
                 raise DriverError(f"the policy node refused {first_mode}: {result.message if result else 'no answer'}")
-            pause = time.monotonic() + 0.05
+            pause = time.monotonic() + WAIT_START_S  # the bridge's next republish of the start state
             self.spin_until(lambda until=pause: time.monotonic() > until, 5.0, alive, "a fresh state")
 
     def play(
