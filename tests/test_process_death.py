@@ -223,3 +223,25 @@ def alive(pid: int) -> bool:
     except OSError:
         return False
     return state != "Z"
+
+
+def test_a_group_stop_kills_a_stuck_node_after_its_grace(tmp_path: Path) -> None:
+    """A node that ignores SIGINT and SIGTERM (as one stuck in its DDS clean-up, where no Python
+    handler runs) is killed after two graces, and named on stderr."""
+    from types import SimpleNamespace
+
+    from spot_policy_tools.launcher import NodeGroup
+
+    stuck = (
+        "import signal, time; [signal.signal(s, signal.SIG_IGN) for s in (2, 15)]; "
+        "print('up', flush=True); time.sleep(60)"
+    )
+    group = NodeGroup(tmp_path)
+    node = group.start(SimpleNamespace(name="stuck", command=lambda: [sys.executable, "-c", stuck]))
+    deadline = time.monotonic() + 10
+    while "up" not in (tmp_path / "stuck.log").read_text() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    started = time.monotonic()
+    codes = group.stop(together=True, grace_s=0.3)
+    assert codes == {"stuck": -signal.SIGKILL} and node.poll() == -signal.SIGKILL
+    assert 0.5 < time.monotonic() - started < 3.0

@@ -17,6 +17,8 @@ from std_srvs.srv import Trigger
 from spot_policy.ros.hot_loop import HotInputs, HotLoop, hot_inputs_of
 from spot_policy.ros.polling import PolledGroup, Waiter, take_raw
 
+from ros_harness import wait_until
+
 pytestmark = pytest.mark.ros
 
 
@@ -146,6 +148,35 @@ def test_hot_input_is_handled_and_the_rest_of_the_node_still_runs(context: Conte
         loop.close()
         client_executor.shutdown()
     assert not loop.thread.is_alive(), "stop() did not end spin()"
+
+
+def test_a_hot_input_with_a_deadline_is_served_on_time_without_any_message(context: Context) -> None:
+    """``due``: on_ready runs by then though nothing arrives (a lock-stepped bridge whose policy went
+    silent steps on after its 1 ms wait), not at the next catch-up 50 ms later."""
+    node = HotNode(context)
+    calls: list[float] = []
+    deadline = [time.monotonic() + 0.2]
+
+    def on_ready() -> None:
+        now = time.monotonic()
+        if now >= deadline[0]:
+            calls.append(now - deadline[0])
+            deadline[0] = now + 0.001 if len(calls) < 50 else float("inf")
+
+    executor = SingleThreadedExecutor(context=context)
+    executor.add_node(node)
+    loop = HotLoop(executor, HotInputs([node.hot_sub], on_ready, due=lambda: deadline[0]), housekeeping_s=0.05)
+    thread = threading.Thread(target=loop.spin, args=(context,), daemon=True)
+    thread.start()
+    try:
+        assert wait_until(lambda: len(calls) == 50, 10.0), len(calls)
+    finally:
+        loop.stop()
+        thread.join(timeout=5)
+        executor.shutdown()
+        node.destroy_node()
+    # Each deadline met at once (a few ms of slack for a loaded machine), never a catch-up period late.
+    assert sorted(calls)[len(calls) // 2] < 0.005 and loop.housekeeping_runs < 20
 
 
 def test_a_failing_executor_callback_ends_spin_with_its_error(context: Context) -> None:

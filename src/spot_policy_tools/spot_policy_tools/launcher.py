@@ -245,9 +245,12 @@ class NodeGroup:
         """The first process that has exited, if any (a node should run until stopped)."""
         return next((p for p in self.procs if p.poll() is not None), None)
 
-    def stop(self, order: Callable[[NodeProcess], int] | None = None, together: bool = False) -> dict[str, int]:
+    def stop(
+        self, order: Callable[[NodeProcess], int] | None = None, together: bool = False, grace_s: float = 5.0
+    ) -> dict[str, int]:
         """Stop every node (``order``: sort key; default reverse start order); their exit statuses.
         ``together``: SIGINT to all at once, then wait for each (nodes that need no order).
+        ``grace_s``: how long each signal has before the next (:meth:`NodeProcess.stop`).
 
         A node that had to be killed is named on stderr: its log ends with its threads' stacks
         (node_main.StopSignals), and a recorder's bag then needs ``spot-policy recover``."""
@@ -259,7 +262,7 @@ class NodeGroup:
                     p.send(signal.SIGINT)
         for p in procs:
             running = p.poll() is None
-            codes[p.name] = p.stop(signalled=together)
+            codes[p.name] = p.stop(grace_s, signalled=together)
             if running and codes[p.name] == -signal.SIGKILL:
                 print(f"{p.name} did not stop on SIGINT and SIGTERM and was killed: see {p.log_path}",
                       file=sys.stderr)  # fmt: skip

@@ -317,16 +317,19 @@ def test_lockstep_gate_keeps_one_state_in_flight_across_a_reset() -> None:
     gate.published(0.016)
     # The answer never comes (the policy stopped): the reset state goes out after the answer window.
     assert gate.reset(0.02) is LockstepAction.NOTHING
+    assert gate.due() == pytest.approx(0.12)  # when timer() will act: the spin waits until then
     assert gate.timer(0.05) is LockstepAction.NOTHING
     assert gate.timer(0.13) is LockstepAction.PUBLISH
     gate.published(0.13)
     # No command for wait_s: advance anyway; a policy idle for long gets a reset state at once.
+    assert gate.due() == pytest.approx(0.13 + 0.9 * 0.2)
     assert gate.timer(0.2) is LockstepAction.NOTHING
-    assert gate.timer(0.33) is LockstepAction.STEP
+    assert gate.timer(gate.due()) is LockstepAction.STEP
     assert gate.reset(5.0) is LockstepAction.PUBLISH
     forever = LockstepGate(wait_s=0.0)
     forever.published(0.0)
     assert forever.timer(100.0) is LockstepAction.NOTHING and forever.timer_period_s == pytest.approx(0.1)
+    assert forever.due() == float("inf")  # only an answer moves it on
 
 
 # --- services -----------------------------------------------------------------------------------

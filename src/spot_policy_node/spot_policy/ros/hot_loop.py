@@ -36,10 +36,13 @@ HOUSEKEEPING_MAX_CALLBACKS = 32
 class HotInputs:
     """What a node offers :class:`HotLoop`: the subscriptions to wait on and what to do when one is
     ready. ``on_ready`` may take other polled inputs too (that arrive just before the waited-on
-    one): it also runs after each catch-up, so one that came late is never left waiting."""
+    one): it also runs after each catch-up, so one that came late is never left waiting. ``due``:
+    the monotonic time by which ``on_ready`` must run again even if nothing arrives (a lock-stepped
+    bridge's wait for an answer that may never come); without it, the next catch-up."""
 
     subscriptions: Sequence[Subscription]
     on_ready: Callable[[], None]
+    due: Callable[[], float] | None = None
 
 
 def hot_inputs_of(node: object) -> HotInputs | None:
@@ -78,7 +81,8 @@ class HotLoop:
                     return
                 self.hot.on_ready()
                 next_housekeeping = now + self.housekeeping_s
-            timeout_ns = max(0, int((next_housekeeping - time.monotonic()) * 1e9))
+            due = next_housekeeping if self.hot.due is None else min(next_housekeeping, self.hot.due())
+            timeout_ns = max(0, int((due - time.monotonic()) * 1e9))
             try:
                 ready = wait_for_any(wait_set, subscriptions, timeout_ns)
             except Exception:
@@ -88,6 +92,8 @@ class HotLoop:
             if ready:
                 self.wakeups += 1
                 self.hot.on_ready()
+            elif due < next_housekeeping:
+                self.hot.on_ready()  # its own deadline, sooner than the catch-up
 
     def _housekeeping(self) -> bool:
         """Run what the executor has ready (services, timers, other topics); False once shut down."""

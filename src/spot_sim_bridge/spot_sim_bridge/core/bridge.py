@@ -576,6 +576,14 @@ class LockstepGate:
             return LockstepAction.NOTHING
         return LockstepAction.PUBLISH
 
+    def due(self) -> float:
+        """The monotonic time from which :meth:`timer` acts (inf: only a command or a reset will)."""
+        if self._reset_at is not None:
+            return self._reset_at + self.answer_window_s
+        if self.wait_s > 0.0 and self._last_publish is not None:
+            return self._last_publish + 0.9 * self.wait_s
+        return math.inf
+
     def timer(self, now: float) -> LockstepAction:
         if self._reset_at is not None:
             if now - self._reset_at < self.answer_window_s:

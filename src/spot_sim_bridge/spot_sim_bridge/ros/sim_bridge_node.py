@@ -481,8 +481,23 @@ class SimBridgeNode(Node):
 
     # ---------------------------------------------------------------- inputs
     def hot_inputs(self) -> HotInputs | None:
-        """lockstep: joint_command, for run_node's HotLoop (realtime: None, the executor's)."""
-        return self._command_input if self.mode == "lockstep" else None
+        """lockstep: joint_command, for run_node's HotLoop (realtime: None, the executor's). A wait
+        for an answer ends on time, not at the loop's next catch-up (5 ms): a silent policy's
+        lockstep_wait_s of 1 ms is 1 ms a step."""
+        if self.mode != "lockstep":
+            return None
+        command = self._command_input
+
+        def on_ready() -> None:
+            command.on_ready()
+            self._on_lockstep_timer()  # acts only once the wait ran out, as the timer does
+
+        return HotInputs(command.subscriptions, on_ready, due=self._lockstep_due)
+
+    def _lockstep_due(self) -> float:
+        """When the lockstep wait runs out (inf while held at the barrier: only ~/run_until moves it)."""
+        assert self.gate is not None
+        return math.inf if self._owed_step else self.gate.due()
 
     def _on_command(self, names: tuple[str, ...], positions: np.ndarray) -> None:
         if self.gate is not None:
