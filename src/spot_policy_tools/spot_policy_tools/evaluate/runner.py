@@ -200,10 +200,13 @@ def _trial_ok(result: dict) -> bool:
     return result.get("error") is None and not result.get("failed_checks")
 
 
-def _worker_init() -> None:
+def _worker_init(halt: Any) -> None:
     import signal
 
+    from spot_policy_tools.evaluate.trial import install_halt
+
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides; children finish their trial
+    install_halt(halt)
 
 
 def run_local(
@@ -228,36 +231,44 @@ def run_local(
         return results, False
     # Workers are forks of one server that has imported everything a trial needs; each runs its
     # trials in forks of itself that fork their nodes in turn (trial.run_trial_in_fork).
+    # One trial more than workers is submitted, so a worker that finishes takes the next at once
+    # (no round trip through this process); after Ctrl-C a queued one does not start (``halt``).
     ctx = fork_server(*TRIAL_MODULES)
-    pool = ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_worker_init)
+    halt = ctx.Event()
+    pool = ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_worker_init, initargs=(halt,))
     pending: dict[Future, TrialSpec] = {}
     queue = longest_first(specs)
     interrupted = False
+
+    def collect(future: Future) -> None:
+        spec = pending.pop(future)
+        result = future.result()
+        if result.get("error") != "interrupted":
+            results.append({**result, "label": spec.label})
+            on_done(results[-1])
+
     try:
         while queue or pending:
-            while queue and len(pending) < workers and not stop.is_set():
+            while queue and len(pending) <= workers and not stop.is_set():
                 spec = queue.pop(0)
                 pending[pool.submit(run_trial, spec, isolated=True)] = spec
             if not pending:
                 break
             done, _ = wait(list(pending), timeout=0.5, return_when=FIRST_COMPLETED)
             for future in done:
-                spec = pending.pop(future)
-                result = future.result()
-                results.append({**result, "label": spec.label})
-                on_done(results[-1])
+                collect(future)
             if stop.is_set():
                 interrupted = True
+                halt.set()
                 queue.clear()
     except KeyboardInterrupt:
         interrupted = True
         stop.set()
+        halt.set()
         print("\nevaluate: stopping after the running trials (Ctrl-C again to abandon them)", file=sys.stderr)
         try:
             for future in list(pending):
-                spec = pending.pop(future)
-                result = future.result()
-                results.append({**result, "label": spec.label})
+                collect(future)
         except KeyboardInterrupt:
             pass
     finally:

@@ -199,6 +199,15 @@ TRIAL_MODULES = (
 )
 
 
+#: In a local pool's worker (runner.run_local): set once the evaluation is interrupted, so a trial
+#: queued for the worker before the Ctrl-C does not start.
+_halt: list[Any] = [None]
+
+
+def install_halt(event: Any) -> None:
+    _halt[0] = event
+
+
 def run_trial(
     spec: TrialSpec,
     progress: Callable[[float], None] | None = None,
@@ -209,6 +218,8 @@ def run_trial(
     deterministic, so a repeat gives the numbers the first run would have; ``attempts`` and the
     earlier errors go to timing.json only. ``isolated``: each attempt in a fork of this process
     (:func:`run_trial_in_fork`), which must be a fresh fork of the preloading server."""
+    if isolated and _halt[0] is not None and _halt[0].is_set():
+        return {"scenario": spec.scenario.name, "trial": spec.trial, "seed": spec.seed, "error": "interrupted"}
     errors: list[str] = []
     for attempt in range(1, ATTEMPTS + 1):
         result = run_trial_in_fork(spec) if isolated else run_trial_once(spec, progress, stop)
@@ -234,14 +245,13 @@ def run_trial_in_fork(spec: TrialSpec) -> dict[str, Any]:
     child.start()
     send.close()
     try:
-        result = receive.recv()
+        result = receive.recv()  # the child exits right after: multiprocessing reaps it at the next start
     except EOFError:
         child.join()  # its exit status, for the message
         result = {"scenario": spec.scenario.name, "trial": spec.trial, "seed": spec.seed,
                   "error": f"the trial process exited with {child.exitcode} before its result"}  # fmt: skip
     finally:
         receive.close()
-        child.join()
     return result
 
 

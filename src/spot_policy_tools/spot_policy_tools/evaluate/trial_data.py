@@ -18,7 +18,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from rosbags.rosbag2 import Reader
 
 from spot_policy.core import contract
 from spot_policy.ros.bag_recorder import default_typestore, deserialize_cdr
@@ -61,6 +60,8 @@ def read_bag(bag: Path) -> dict[str, Any]:
     """The series of a trial bag (recorded with :data:`RECORDED`), keyed by what they are."""
     if not Path(bag).exists():
         raise TrialDataError(f"{bag}: no such bag")
+    from rosbags.rosbag2 import Reader  # only for a bag recorded by hand: trials never read one
+
     store = default_typestore()
 
     def messages():
