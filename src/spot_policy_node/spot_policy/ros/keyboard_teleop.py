@@ -21,6 +21,7 @@ from typing import Any
 import rclpy
 from geometry_msgs.msg import Twist
 from rclpy.clock import Clock, ClockType
+from rclpy.duration import Duration
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.signals import SignalHandlerOptions
@@ -78,10 +79,14 @@ class KeyboardTeleopNode(Node):
 
         future.add_done_callback(done)
 
-    def zero(self) -> None:
+    def zero(self, acked_within_s: float = 0.0) -> None:
+        """A zero command; with ``acked_within_s``, wait (that long at most) until every reliable
+        reader has it: the last word before exiting must not leave with the process."""
         with self.lock:
             self.keys.command = [0.0, 0.0, 0.0]
         self.publish()
+        if acked_within_s > 0:
+            self._pub.wait_for_all_acked(Duration(seconds=acked_within_s))
 
 
 def _spin(executor: SingleThreadedExecutor) -> None:
@@ -145,7 +150,7 @@ def main(args: list[str] | None = None) -> int:
     finally:
         termios.tcsetattr(fd, termios.TCSADRAIN, saved)
         if node is not None:
-            node.zero()  # the last word: stop moving
+            node.zero(acked_within_s=1.0)  # the last word: stop moving (a recorder stopped next has it)
         # The executor's thread ends before the node and the context go (else rclpy aborts at exit).
         executor.shutdown(timeout_sec=2.0)
         if spinner.is_alive():

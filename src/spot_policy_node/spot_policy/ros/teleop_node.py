@@ -18,6 +18,7 @@ from typing import Any
 from geometry_msgs.msg import Twist
 from rcl_interfaces.msg import ParameterDescriptor
 from rclpy.clock import Clock, ClockType
+from rclpy.duration import Duration
 from rclpy.node import Node
 from rclpy.qos import qos_profile_sensor_data
 from rclpy.serialization import deserialize_message
@@ -137,6 +138,7 @@ class TeleopNode(Node):
         if self._teleop.driving and self.context.ok():
             with contextlib.suppress(Exception):  # shutting down: best effort only
                 self.publish_zero()
+                self._cmd_pub.wait_for_all_acked(Duration(seconds=1.0))  # before the process goes
 
     def services_ready(self) -> dict[str, bool]:
         """Per action, whether its policy-node service is discovered (a press is ignored until then)."""
