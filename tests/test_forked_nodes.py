@@ -97,12 +97,18 @@ def test_the_fork_server_preload_leaves_a_forked_node_nothing_to_load(executable
         "importlib.import_module(FORKABLE_MAINS[spec.executable]).main(spec.command())\n"
         "sys.exit('the node did not get built')\n"
     )
-    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120)
-    assert done.returncode == 0, done.stdout + done.stderr
+    done = run_probe(probe)
     lines = done.stdout.strip().splitlines()
     assert lines[-1] == "[]", done.stdout
     walked, total = (int(v) for v in lines[-2].split()[1::2])
     assert walked < total / 4, f"a collection in the node would walk {walked} of {total} objects"
+
+
+def run_probe(probe: str, *args: str) -> subprocess.CompletedProcess:
+    """``probe`` in a fresh Python (what a fork server or a worker starts from); it must exit 0."""
+    done = subprocess.run([sys.executable, "-c", probe, *args], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stdout + done.stderr
+    return done
 
 
 def test_nodes_are_forked_from_here_only_where_that_is_safe() -> None:
@@ -120,8 +126,7 @@ def test_nodes_are_forked_from_here_only_where_that_is_safe() -> None:
         "except RuntimeError as exc:\n"
         "    print(exc)\n"
     )
-    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120)
-    assert done.returncode == 0, done.stdout + done.stderr
+    done = run_probe(probe)
     assert "cannot fork policy_node here: this process runs threads or ROS already" in done.stdout
 
 
@@ -141,8 +146,7 @@ def test_a_trial_process_that_dies_is_an_error_of_the_machinery(tmp_path: Path) 
         "(Path(sys.argv[1]) / 'a-file').write_text('not a folder')\n"
         "print(json.dumps(run_trial(spec, isolated=True)))\n"
     )
-    done = subprocess.run([sys.executable, "-c", probe, str(tmp_path)], capture_output=True, text=True, timeout=120)
-    assert done.returncode == 0, done.stdout + done.stderr
+    done = run_probe(probe, str(tmp_path))
     result = json.loads(done.stdout.strip().splitlines()[-1])
     assert result["error"] == "the trial process exited with 1 before its result"
     assert result["attempts"] == 3 and len(result["retried_after"]) == 2

@@ -60,9 +60,20 @@ def with_parent_death_signal(argv: list[str]) -> tuple[list[str], Callable[[], N
     single-threaded process still uses ``preexec_fn``, and elsewhere the child goes without."""
     if _setpriv() is not None:
         return [_setpriv(), "--pdeathsig", "TERM", "--", *argv], None
-    if sys.platform.startswith("linux") and len(os.listdir("/proc/self/task")) == 1:
+    if sys.platform.startswith("linux") and _threads() == 1:
         return list(argv), end_with_parent
     return list(argv), None
+
+
+def _threads() -> int:
+    """This process's threads, native ones included (ROS, DDS and ONNX Runtime start theirs outside
+    Python's view; Linux lists them all), else the ones Python knows."""
+    try:
+        return len(os.listdir("/proc/self/task"))
+    except OSError:
+        import threading
+
+        return threading.active_count()
 
 
 def wait_past_setpriv(proc: subprocess.Popen, timeout_s: float = 2.0) -> None:
@@ -153,16 +164,10 @@ def fork_server(*also_preload: str) -> multiprocessing.context.BaseContext:
 
 
 def forks_safely_here() -> bool:
-    """Whether this process may fork a node directly: a single thread (Linux counts native ones
-    too: ROS, DDS and ONNX Runtime start theirs outside Python's view) and no ROS initialised."""
-    try:
-        threads = len(os.listdir("/proc/self/task"))
-    except OSError:
-        import threading
-
-        threads = threading.active_count()
+    """Whether this process may fork a node directly: a single thread (:func:`_threads`) and no ROS
+    initialised."""
     rclpy = sys.modules.get("rclpy")
-    return threads == 1 and not (rclpy is not None and rclpy.ok())
+    return _threads() == 1 and not (rclpy is not None and rclpy.ok())
 
 
 def _run_forked_node(module: str, argv: list[str], log_path: str, env: dict[str, str]) -> None:

@@ -312,3 +312,37 @@ def test_parallel_workers_take_the_slowest_trials_first(tmp_path: Path) -> None:
     names = [s.scenario.name for s in order]
     assert names[:2] == ["track_steps"] * 2  # 12 sim s each
     assert names.index("safety_nan") < names.index("turn_sidestep")  # 4 sim s (2.5 after the fault) vs 7
+
+
+def test_a_bag_of_batched_ground_truth_reads_back_instant_by_instant(tmp_path: Path) -> None:
+    """trial_data.read_bag on a bag written now by the recorder's writer, holding what a bridge with
+    ground_truth_batch publishes (rows from GroundTruthBatch, serialized by rclpy): every instant
+    comes back bit for bit, a repeated instant as its later row, no targets before the first command."""
+    from rclpy.serialization import serialize_message
+    from std_msgs.msg import Float64MultiArray
+
+    from spot_policy.core import contract
+    from spot_policy.ros.bag_recorder import BagRecorder
+    from spot_policy_tools.evaluate.trial_data import read_bag
+    from spot_sim_bridge.core.ground_truth import GroundTruthBatch
+
+    rng = np.random.default_rng(5)
+    batch = GroundTruthBatch(2, contract.ISAAC_JOINT_ORDER)
+    stamps = [0, 0, 20_000_000, 40_000_000]  # the start state twice, as a waiting bridge republishes it
+    rows = [rng.normal(size=(4, 12)) for _ in stamps]  # q, dq, tau, targets per instant
+    with BagRecorder(tmp_path / "bag") as bag:
+        for i, stamp in enumerate(stamps):
+            q, dq, tau, targets = rows[i]
+            batch.add(stamp, (i, 0.0, 0.5), (0.0, 0.0, 0.0, 1.0), (0.3, 0.0, 0.0), (0.0, 0.0, 0.1), q, dq, tau,
+                      None if i < 2 else targets)  # fmt: skip
+            if batch.full:
+                message = Float64MultiArray(data=batch.take().tolist())
+                bag.write("/sim_bridge/ground_truth/batch", "std_msgs/msg/Float64MultiArray",
+                          serialize_message(message), stamp)  # fmt: skip
+    series = read_bag(tmp_path / "bag")
+    assert series["t_ns"].tolist() == [0, 20_000_000, 40_000_000]
+    assert series["odom"][:, 0].tolist() == [1.0, 2.0, 3.0]  # the later of the two rows at t = 0
+    for name, column in (("q", 0), ("dq", 1), ("tau", 2)):
+        assert np.array_equal(series[name], np.array([rows[i][column] for i in (1, 2, 3)]))
+    assert np.isnan(series["targets"][0]).all()
+    assert np.array_equal(series["targets"][1:], np.array([rows[i][3] for i in (2, 3)]))

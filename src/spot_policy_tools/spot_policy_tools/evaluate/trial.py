@@ -180,7 +180,7 @@ def _phase(what: str) -> None:
 
 
 #: How long a trial's node has for each stop signal (SIGINT, SIGTERM, then SIGKILL): its data are
-#: the driver's already, and a node stuck in its DDS clean-up (seen once in ~200 trials: rclpy's
+#: the driver's already, and a node stuck in its DDS clean-up (seen once in ~240 trials: rclpy's
 #: destroy_node) then costs the trial 2 s instead of 10. A clean stop takes 20-50 ms.
 STOP_GRACE_S = 1.0
 
