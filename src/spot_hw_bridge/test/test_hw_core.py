@@ -196,6 +196,35 @@ def test_fault_while_streaming_reaches_the_safe_behaviour_within_200_ms(gains, f
         assert emulator.lease_owner == ("tablet" if fault == "lease_taken" else "")
 
 
+def test_commands_that_stop_while_joint_control_is_held_off_are_reported_once(gains) -> None:
+    """A node dying during a link fault's hold-off (the robot already standing) is still said: a
+    run then shows why joint control never resumed, and the robot keeps its stand."""
+    rec = Recorder()
+    with running_emulator() as emulator:
+        core = make_core(emulator, gains, rec)
+        core.start()
+        feeder = Feeder(core, gains)
+        try:
+            assert wait_for(lambda: core.phase is Phase.ACTIVE, 3.0), core.reason
+            emulator.inject("latency", 0.08)
+            assert wait_for(lambda: core.phase is Phase.READY and "latency" in core.reason, 2.0), core.reason
+            time.sleep(0.3)  # commands keep coming, held off: nothing said about them
+            assert not any("no joint_command" in m for _, m in rec.events), rec.text()
+        finally:
+            feeder.stop()
+        stopped = time.monotonic()
+        assert wait_for(lambda: any("keeps its stand" in m for _, m in rec.events), 1.0), rec.text()
+        lost = [(level, m) for level, m in rec.events if "no joint_command" in m]
+        assert len(lost) == 1 and lost[0][0] == "warn" and "keeps its stand" in lost[0][1], lost
+        assert core.stats["command_losses"] == 0 and core.phase is Phase.READY
+        emulator.clear("latency")
+        time.sleep(core.config.recovery_s + 0.3)  # healthy again, and no command: no hand-over, no repeat
+        assert core.phase is Phase.READY and emulator.body.behaviour is not Behaviour.JOINT
+        assert sum("no joint_command" in m for _, m in rec.events) == 1, rec.text()
+        assert time.monotonic() - stopped < 5.0
+        core.stop()
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

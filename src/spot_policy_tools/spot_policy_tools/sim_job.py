@@ -143,17 +143,22 @@ def run_nodes(
         group.stop(order=lambda p: 0 if p.name == "recorder" else 1)
 
 
-#: How long a job lets the bridge take it, at most (its bound is 0.1 s of sim time).
-COMMAND_LOSS_WAIT_S = 2.0
+#: How long a job lets the bridge take it, at most. Its bound is 0.1 s (of sim time in simulation),
+#: but a node killed while Fast DDS's shared-memory transport held its port's lock leaves every
+#: process that writes to it blocked in DDS (the GIL held) for a second or more, 1 s per try
+#: (docs/FAULTS.md, "A node killed outright"); seen here: 2.1 s.
+COMMAND_LOSS_WAIT_S = 6.0
+#: The bridges whose command-loss line a job waits for (both log :data:`COMMAND_LOSS`).
+BRIDGES = ("sim_bridge", "hw_bridge")
 
 
 def await_command_loss(group: NodeGroup, dead: NodeProcess) -> None:
     """When the policy node died, stop the bridge only once it has taken its command-loss behaviour
-    by itself (as a robot would, docs/FAULTS.md), so a run always shows that reaction; at most
-    :data:`COMMAND_LOSS_WAIT_S`. The job's 0.2 s poll alone could stop it before its timeout."""
+    by itself (as on a robot whose node died, docs/FAULTS.md), so a run always shows that reaction;
+    at most :data:`COMMAND_LOSS_WAIT_S`. The job's 0.2 s poll alone could stop it before its timeout."""
     if dead.name != "policy_node":
         return
-    bridge = next((p for p in group.procs if p.name == "sim_bridge" and p.poll() is None), None)
+    bridge = next((p for p in group.procs if p.name in BRIDGES and p.poll() is None), None)
     end = time.monotonic() + COMMAND_LOSS_WAIT_S
     while bridge is not None and bridge.poll() is None and time.monotonic() < end:
         if COMMAND_LOSS in bridge.tail(20):

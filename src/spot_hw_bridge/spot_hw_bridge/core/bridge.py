@@ -54,6 +54,8 @@ Event = Callable[[str, str], None]  # (level: "info" | "warn" | "error", message
 StateSink = Callable[[StateSample, int], None]  # (sample, local stamp ns)
 
 _LOGGER = logging.getLogger(__name__)
+#: How every command-loss line starts (the sim bridge says the same; jobs wait for it).
+COMMAND_LOSS = "no joint_command for"
 
 
 class CommandLoss(str, Enum):
@@ -147,6 +149,7 @@ class HwBridge:
 
         self._targets: np.ndarray | None = None
         self._target_time = -math.inf
+        self._commands_flowing = False  # joint_commands arrive and no command loss was reported since
         self._skew_ns = 0
         self._layout: StreamLayout | None = None
 
@@ -273,6 +276,7 @@ class HwBridge:
         with self._lock:
             self._targets = targets
             self._target_time = time.monotonic()
+            self._commands_flowing = True
             self.stats["joint_commands"] += 1
             if self._phase is Phase.READY and self._pending_action is None and time.monotonic() >= self._hold_until:
                 self._pending_action = "activate"
@@ -690,14 +694,26 @@ class HwBridge:
         between its stand and the policy every 0.1 s (a soak run on a loaded machine fell so); with it,
         the next hand-over starts from a robot that has stood still."""
         self.stats["command_losses"] += 1
+        self._commands_flowing = False
         self._hold_until = time.monotonic() + self.config.recovery_s
         action = "safe power-off" if self.config.on_command_loss is CommandLoss.POWER_OFF else "stand"
         self._enter_safe(
-            f"no joint_command for {age:.3f} s (command_timeout_s {self.config.command_timeout_s:g}): "
+            f"{COMMAND_LOSS} {age:.3f} s (command_timeout_s {self.config.command_timeout_s:g}): "
             f"stopped streaming, commanding a {action}; joint control resumes with a joint_command after "
             f"{self.config.recovery_s:g} s",
             kind="command_loss",
             level="warn",
+        )
+
+    def _command_lost_held_off(self, age: float) -> None:
+        """joint_command stopped while joint control was held off (after a link fault or a command
+        loss): the robot keeps the stand it was given; said once, so a node that died during a link
+        fault is not hidden behind "joint control resumes with the next joint_command"."""
+        self._commands_flowing = False
+        self._emit(
+            "warn",
+            f"{COMMAND_LOSS} {age:.3f} s (command_timeout_s {self.config.command_timeout_s:g}) while joint "
+            "control was held off: the robot keeps its stand; joint control resumes with a joint_command",
         )
 
     def _link_fault(self, cause: str, fix: str) -> None:
@@ -796,12 +812,13 @@ class HwBridge:
             elif gap <= self.config.state_timeout_s and self._link_fault_reported and now >= self._hold_until:
                 self._link_fault_reported = False
                 self._emit("info", "link healthy again: joint control resumes with the next joint_command")
-            if self._phase is Phase.ACTIVE:
-                age = now - self._target_time
-                if age > self.config.command_timeout_s:
-                    with self._lock:
-                        if self._phase is Phase.ACTIVE:
-                            self._command_lost(age)
+            age = now - self._target_time
+            if age > self.config.command_timeout_s and (self._phase is Phase.ACTIVE or self._commands_flowing):
+                with self._lock:
+                    if self._phase is Phase.ACTIVE:
+                        self._command_lost(age)
+                    elif self._phase is Phase.READY and self._commands_flowing:
+                        self._command_lost_held_off(age)
             with self._lock:
                 action, self._pending_action = self._pending_action, None
             if action == "activate" and not self._stopping.is_set():
