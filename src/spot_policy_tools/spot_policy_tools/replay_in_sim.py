@@ -235,7 +235,7 @@ def run_in_sim(args: argparse.Namespace) -> int:
     """0: compared (the report says how far apart); 2: bad input or the sim run failed."""
     from spot_policy.core.loader import load_policy
     from spot_policy.ros.dds_isolation import claim_domain
-    from spot_policy_tools.sim_job import JobError, default_out, make_report, run_nodes
+    from spot_policy_tools.sim_job import JOB_STATE_READERS, JobError, default_out, make_report, run_nodes
 
     rec = read_recording(args.bag)
     if args.policy is None:
@@ -258,7 +258,12 @@ def run_in_sim(args: argparse.Namespace) -> int:
         f"spot-policy replay --in-sim: {len(profile.segments)} segments ({profile.duration:.1f} s) from the log, "
         f"policy {policy}, real time, ROS domain {domain}; folder {out}"
     )
-    specs = bringup.sim_nodes(policy, realtime=True, teleop=False, extra_bridge_params={"initial_pose": pose})
+    specs = bringup.sim_nodes(
+        policy,
+        realtime=True,
+        teleop=False,
+        extra_bridge_params={"initial_pose": pose, "start_after_readers": JOB_STATE_READERS},
+    )
     specs.insert(0, bringup.recorder(sim_out / "bag"))
     player = bringup.profile_player(str(profile_path), recorded=True)
     player = replace(player, overrides={**player.overrides, "cmd_rate_hz": 1.0 / loaded.spec.control_dt})

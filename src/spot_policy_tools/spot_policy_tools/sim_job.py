@@ -143,6 +143,8 @@ def run_nodes(
         group.stop(order=lambda p: 0 if p.name == "recorder" else 1)
 
 
+#: joint_states readers a realtime job starts with its bridge: the policy node and the recorder.
+JOB_STATE_READERS = 2
 #: How long a job lets the bridge take it, at most. Its bound is 0.1 s (of sim time in simulation),
 #: but a node killed while Fast DDS's shared-memory transport held its port's lock leaves every
 #: process that writes to it blocked in DDS (the GIL held) for a second or more, 1 s per try
@@ -216,6 +218,8 @@ def main(args: argparse.Namespace) -> int:
         bridge_params["friction"] = args.friction
     if args.payload is not None:
         bridge_params["payload_kg"] = args.payload
+    if not args.lockstep:  # the policy node (and the recorder) have the run from its first instant
+        bridge_params.setdefault("start_after_readers", JOB_STATE_READERS - (args.duration is not None))
     specs = bringup.sim_nodes(
         args.policy,
         args.backend,

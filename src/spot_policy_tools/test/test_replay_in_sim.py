@@ -56,6 +56,7 @@ def test_in_sim_drives_the_sim_with_the_logged_commands_from_the_logged_pose(tmp
     # It started where the logged robot stood when the node took over.
     wanted = dict(kv.split("=") for kv in report["initial_pose"].split(","))
     first = read_recording(out / "sim" / "bag").inputs["joint_states"][0]
+    assert first.stamp_ns == 0  # recorded from its first instant (the bridge waited for its readers)
     got = dict(zip(first.values[0], first.values[1], strict=True))
     for joint, value in wanted.items():
         assert got[joint] == pytest.approx(float(value), abs=0.05), joint

@@ -21,7 +21,7 @@ from diagnostic_msgs.msg import DiagnosticArray
 from nav_msgs.msg import Odometry
 from rclpy.node import Node
 from rclpy.parameter import Parameter
-from rclpy.qos import QoSProfile, ReliabilityPolicy
+from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 from rosgraph_msgs.msg import Clock
 from sensor_msgs.msg import Imu, JointState
 from std_srvs.srv import Trigger
@@ -367,6 +367,35 @@ def test_realtime_mode_publishes_at_333_hz_on_a_wall_paced_clock(rig: Rig) -> No
     median, p99 = float(diag["period_jitter_ms_median"]), float(diag["period_jitter_ms_p99"])
     print(f"\nrealtime: {rate:.0f} Hz received, rtf {rtf:.3f}, period jitter median {median:.3f} ms, p99 {p99:.3f} ms")
     assert median < 2.0  # in one process with a busy probe: GIL hand-offs, not the pacer
+
+
+def test_realtime_start_waits_for_its_readers_and_each_gets_the_first_instant(run: Path) -> None:
+    """start_after_readers: sim time stays at 0, the start state going out again and again, until
+    joint_states has that many readers; a reader that came last still gets the run's first instant."""
+    rig = Rig(run, start_after_readers=2)  # the probe is one
+    late: list[float] = []
+    other = rclpy.create_node("late_reader")
+    try:
+        time.sleep(0.5)
+        assert rig.bridge.core.sim_time == 0.0
+        waiting = {seconds(m.header.stamp) for m in rig.probe.take("joint_states")}
+        assert waiting == {0.0}, waiting
+        other.create_subscription(
+            JointState,
+            contract.TOPIC_JOINT_STATES,
+            lambda m: late.append(seconds(m.header.stamp)),
+            qos_profile_sensor_data,
+        )
+        spin = Spinner(other)
+        try:
+            assert wait_until(lambda: rig.bridge.core.sim_time > 0.2, timeout=10), "sim time never started"
+            assert wait_until(lambda: len(late) > 10, timeout=5)
+        finally:
+            spin.close()
+        assert late[0] == 0.0 and late[-1] > 0.0, late[:5]
+    finally:
+        other.destroy_node()
+        rig.close()
 
 
 @pytest.mark.parametrize("rig", [{"mode": "lockstep", "lockstep_wait_s": 0.0}], indirect=True)

@@ -72,6 +72,12 @@ RESET_POSE_QOS = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE)
 #: The viewer is refreshed at about this rate (wall clock), not at every physics step.
 VIEWER_PERIOD_S = 1.0 / 60.0
 SWITCH_INTERVAL_S = 0.0005
+#: realtime, ``start_after_readers``: the longest wait for them (then it starts, saying so), how
+#: often the start state goes out meanwhile, and for how long after they matched (a reader matches
+#: the bridge's writer a moment after the writer matched it).
+READERS_WAIT_S = 10.0
+READERS_REPUBLISH_S = 0.01
+READERS_GRACE_S = 0.05
 #: The evaluation's topics (issue 16): latched, so a late subscriber gets the newest.
 LATCHED_QOS = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
 EVENTS_QOS = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
@@ -159,6 +165,11 @@ class SimBridgeNode(Node):
                 ("asset_path", "", read_only("robot model file for the backend; empty: its own Spot")),
                 ("mode", "realtime", read_only("realtime (wall clock) or lockstep (one period per command)")),
                 ("state_rate_hz", 333.0, read_only("realtime: clock and state publish rate")),
+                (
+                    "start_after_readers",
+                    0,
+                    read_only("realtime: sim time stays at 0 until joint_states has this many readers (max 10 s)"),
+                ),
                 ("command_timeout_s", 0.1, read_only("sim seconds without joint_command before on_command_loss")),
                 ("on_command_loss", "hold", read_only("hold (last targets) or limp (damping only)")),
                 ("friction", 0.8, ParameterDescriptor(description="ground-robot sliding friction")),
@@ -180,6 +191,9 @@ class SimBridgeNode(Node):
         if str(p["on_command_loss"]) not in {c.value for c in CommandLoss}:
             raise ValueError(f"parameter on_command_loss is '{p['on_command_loss']}'; use hold or limp")
         self._push_velocity = self._check_push_velocity(p["push_velocity"])
+        self._start_after_readers = int(p["start_after_readers"])
+        if self._start_after_readers < 0:
+            raise ValueError(f"parameter start_after_readers is {self._start_after_readers}; use 0 (none) or more")
 
         actuation = load_actuation(
             str(p["policy"]), logs_root=p["logs_root"] or None, policies_dir=paths.config_dir() / "policies"
@@ -333,6 +347,7 @@ class SimBridgeNode(Node):
         with self._lock:
             if self.core.state_due():
                 self._publish_state()
+        self._await_readers()
         self.pacer.restart()
         while not self._stop.is_set() and self.context.ok():
             due = self.pacer.wait()
@@ -342,6 +357,31 @@ class SimBridgeNode(Node):
                     if self.core.state_due():
                         self._publish_state()
             self._sync_viewer()
+
+    def _await_readers(self) -> None:
+        """Hold sim time at 0 until joint_states has ``start_after_readers`` readers, the start state
+        republished meanwhile: a recorder and a policy node started with the bridge then have the run
+        from its first instant (the robot settles onto the ground within the first 0.1 s)."""
+        wanted = self._start_after_readers
+        if wanted <= 0:
+            return
+        publisher = self.state_out.joint_states_pub
+        started, matched = time.monotonic(), None
+        while not self._stop.is_set() and self.context.ok():
+            now = time.monotonic()
+            if matched is None and publisher.get_subscription_count() >= wanted:
+                matched = now
+            if matched is not None and now - matched >= READERS_GRACE_S:
+                return
+            if matched is None and now - started >= READERS_WAIT_S:
+                self.get_logger().warning(
+                    f"start_after_readers: {publisher.get_subscription_count()} of {wanted} joint_states readers "
+                    f"after {READERS_WAIT_S:g} s; starting anyway"
+                )
+                return
+            time.sleep(READERS_REPUBLISH_S)
+            with self._lock:
+                self._publish_state()
 
     # ---------------------------------------------------------------- lockstep
     def _publish_lockstep(self) -> None:
