@@ -212,7 +212,6 @@ def test_commands_that_stop_while_joint_control_is_held_off_are_reported_once(ga
             assert not any("no joint_command" in m for _, m in rec.events), rec.text()
         finally:
             feeder.stop()
-        stopped = time.monotonic()
         assert wait_for(lambda: any("keeps its stand" in m for _, m in rec.events), 1.0), rec.text()
         lost = [(level, m) for level, m in rec.events if "no joint_command" in m]
         assert len(lost) == 1 and lost[0][0] == "warn" and "keeps its stand" in lost[0][1], lost
@@ -221,7 +220,6 @@ def test_commands_that_stop_while_joint_control_is_held_off_are_reported_once(ga
         time.sleep(core.config.recovery_s + 0.3)  # healthy again, and no command: no hand-over, no repeat
         assert core.phase is Phase.READY and emulator.body.behaviour is not Behaviour.JOINT
         assert sum("no joint_command" in m for _, m in rec.events) == 1, rec.text()
-        assert time.monotonic() - stopped < 5.0
         core.stop()
 
 

@@ -218,8 +218,9 @@ def main(args: argparse.Namespace) -> int:
         bridge_params["friction"] = args.friction
     if args.payload is not None:
         bridge_params["payload_kg"] = args.payload
-    if not args.lockstep:  # the policy node (and the recorder) have the run from its first instant
-        bridge_params.setdefault("start_after_readers", JOB_STATE_READERS - (args.duration is not None))
+    if not args.lockstep:  # the policy node and the recorder (a soak has none) get the first instant
+        readers = 1 if args.duration is not None else JOB_STATE_READERS
+        bridge_params.setdefault("start_after_readers", readers)
     specs = bringup.sim_nodes(
         args.policy,
         args.backend,

@@ -813,7 +813,7 @@ class HwBridge:
                 self._link_fault_reported = False
                 self._emit("info", "link healthy again: joint control resumes with the next joint_command")
             age = now - self._target_time
-            if age > self.config.command_timeout_s and (self._phase is Phase.ACTIVE or self._commands_flowing):
+            if age > self.config.command_timeout_s:
                 with self._lock:
                     if self._phase is Phase.ACTIVE:
                         self._command_lost(age)
