@@ -44,8 +44,21 @@ def emulator() -> Iterator[SpotEmulator]:
         yield emulator
 
 
+#: The SDKs this module's tests made: each robot it logs in keeps a token-refresh thread until stopped.
+_SDKS: list = []
+
+
+@pytest.fixture(autouse=True)
+def _stop_client_threads() -> Iterator[None]:
+    """Stop the token-refresh and time-sync threads of the robots a test logged in (else they outlive it)."""
+    yield
+    while _SDKS:
+        _SDKS.pop().clear_robots()
+
+
 def connect(emulator: SpotEmulator, password: str = PASSWORD, ca: Path | None = None):
     sdk = bosdyn.client.create_standard_sdk("emulator_test")
+    _SDKS.append(sdk)
     sdk.register_service_client(RobotStateStreamingClient)
     sdk.register_service_client(RobotCommandStreamingClient)
     sdk.load_robot_cert(str(ca or emulator.ca_path))
@@ -64,6 +77,7 @@ def test_login_tls_and_tokens(emulator: SpotEmulator, tmp_path: Path) -> None:
     assert {"robot-state-streaming", "robot-command-streaming", "license"} <= set(robot.sync_with_directory())
     # A call without a user token is refused.
     stranger = bosdyn.client.create_standard_sdk("stranger")
+    _SDKS.append(stranger)
     stranger.load_robot_cert(str(emulator.ca_path))
     anonymous = stranger.create_robot("127.0.0.1")
     anonymous.update_secure_channel_port(emulator.port)
@@ -74,6 +88,7 @@ def test_login_tls_and_tokens(emulator: SpotEmulator, tmp_path: Path) -> None:
     # A client trusting another CA (here: Boston Dynamics' own robot CA) cannot connect.
     with pytest.raises(RpcError):
         bosdyn_ca = bosdyn.client.create_standard_sdk("bd_ca")
+        _SDKS.append(bosdyn_ca)
         other = bosdyn_ca.create_robot("127.0.0.1")
         other.update_secure_channel_port(emulator.port)
         other.authenticate(USERNAME, PASSWORD, timeout=3)

@@ -9,6 +9,7 @@ import json
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -19,6 +20,8 @@ import pytest
 
 from spot_policy.core import paths
 from spot_policy_tools import cli
+
+from ray_cluster import ray_head
 
 SHIPPED = paths.config_dir() / "policies" / "spot_flat_mjx"
 #: The scenarios the comparison tests use (5 trials: tracking x2, push, noise, NaN).
@@ -155,20 +158,29 @@ def test_degraded_policy_fails_named_scenarios(quick_run: Path, tmp_path: Path, 
     assert "data:image/gif;base64," in (out / "report.html").read_text()
 
 
-def test_results_are_the_same_on_any_worker_count_and_on_ray(tmp_path: Path) -> None:
+def test_results_are_the_same_on_any_worker_count_and_on_ray(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     scenarios = [a for n in SUBSET for a in ("--scenario", n)]
     outs = {}
     for name, extra in (("one", ["--workers", "1"]), ("two", ["--workers", "2"])):
         outs[name] = tmp_path / name
         assert evaluate("--suite", "quick", *scenarios, *extra, "--out", str(outs[name])) == 0
-    import ray
-
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)  # a local Ray instance for this test
-    try:
+    with ray_head(cpus=2) as address:
+        # The cluster, as Ray starts it, wants a token; the real command given its address sends one only
+        # when told (in a process of its own: Ray reads the mode once per process).
+        env = {k: v for k, v in os.environ.items() if k != "RAY_AUTH_MODE"}
+        env["RAY_gcs_server_port_wait_time_s"] = "2"  # Ray's connect retries: 2 s, not 20
+        refused = subprocess.run(
+            [sys.executable, "-m", "spot_policy_tools.cli", "evaluate", "--quiet", "--suite", "quick",
+             "--scenario", "safety_nan", "--ray", address, "--out", str(tmp_path / "refused")],
+            env=env, capture_output=True, text=True, timeout=120,
+        )  # fmt: skip
+        assert refused.returncode == 2, refused.stderr
+        err = refused.stderr.strip().splitlines()[-1]
+        assert f"--ray {address}: the cluster refused this client's authentication (RAY_AUTH_MODE is unset)" in err
+        assert "fix: export RAY_AUTH_MODE=token" in err
+        monkeypatch.setenv("RAY_AUTH_MODE", "token")
         outs["ray"] = tmp_path / "ray"
-        assert evaluate("--suite", "quick", *scenarios, "--ray", "auto", "--out", str(outs["ray"])) == 0
-    finally:
-        ray.shutdown()
+        assert evaluate("--suite", "quick", *scenarios, "--ray", address, "--out", str(outs["ray"])) == 0
     texts = {name: (out / "results.json").read_bytes() for name, out in outs.items()}
     assert texts["one"] == texts["two"] == texts["ray"]
     doc = json.loads(texts["one"])
@@ -176,6 +188,17 @@ def test_results_are_the_same_on_any_worker_count_and_on_ray(tmp_path: Path) -> 
     # Two trials of one scenario differ (seeded initial pose): the spread is real, not a copy.
     trials = doc["policies"][0]["scenarios"]["track_steps"]["trials"]
     assert trials[0]["metrics"]["tracking_vxy_rms_m_s"] != trials[1]["metrics"]["tracking_vxy_rms_m_s"]
+
+
+def test_a_ray_address_with_no_cluster_fails_in_seconds(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    with socket.socket() as probe:  # a port nothing listens on (bound, then released)
+        probe.bind(("127.0.0.1", 0))
+        address = f"127.0.0.1:{probe.getsockname()[1]}"
+    started = time.monotonic()
+    assert evaluate("--suite", "quick", "--scenario", "safety_nan", "--ray", address, "--out", str(tmp_path / "a")) == 2
+    assert time.monotonic() - started < 20  # Ray alone retries a dead address for minutes
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert f"--ray {address}: no Ray cluster answers there" in err and "fix: start one with 'ray start --head'" in err
 
 
 def test_bad_input_is_one_line_and_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:

@@ -346,3 +346,29 @@ def test_a_bag_of_batched_ground_truth_reads_back_instant_by_instant(tmp_path: P
         assert np.array_equal(series[name], np.array([rows[i][column] for i in (1, 2, 3)]))
     assert np.isnan(series["targets"][0]).all()
     assert np.array_equal(series["targets"][1:], np.array([rows[i][3] for i in (2, 3)]))
+
+
+def test_ray_addresses_are_probed_only_when_plain_host_port() -> None:
+    from spot_policy_tools.evaluate.ray_connect import explain, host_port
+
+    assert host_port("10.0.0.5:6379") == ("10.0.0.5", 6379)
+    assert host_port("head.local:6379") == ("head.local", 6379)
+    for other in ("auto", "local", "ray://10.0.0.5:10001", "[::1]:6379", "10.0.0.5", "10.0.0.5:", ":6379"):
+        assert host_port(other) is None, other
+    # What Ray chains together (a ConnectionError from a RuntimeError carrying a traceback) becomes one line.
+    try:
+        try:
+            raise RuntimeError("Failed to connect to GCS. Last connection error: ... InvalidAuthToken: missing")
+        except RuntimeError as inner:
+            raise ConnectionError("Failed to connect to Ray cluster at 10.0.0.5:6379") from inner
+    except ConnectionError as exc:
+        line = explain("10.0.0.5:6379", exc)
+    assert "refused this client's authentication" in line and "fix: export RAY_AUTH_MODE=token" in line
+    assert "\n" not in line
+    missing = explain("auto", ConnectionError("Could not find any running Ray instance. Please specify ..."))
+    assert missing.startswith("--ray auto: no running Ray cluster found") and "ray start --head" in missing
+    other = explain("10.0.0.5:6379", ValueError("version mismatch: 2.59.0\ndetails"))
+    assert other == (
+        "--ray 10.0.0.5:6379: cannot connect (ValueError: version mismatch: 2.59.0); "
+        "fix: check the address and that the cluster runs Ray 2.60.0"
+    )

@@ -49,7 +49,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--workers", type=int, default=1, help="trials in parallel on this machine (processes)")
     parser.add_argument(
-        "--ray", default=None, metavar="ADDRESS", help="run trials as Ray tasks on this cluster ('auto')"
+        "--ray",
+        default=None,
+        metavar="ADDRESS",
+        help="run trials as Ray tasks on the running cluster at host:port ('auto': the one on this machine); "
+        "Ray 2.60's clusters want RAY_AUTH_MODE=token from a client given their address",
     )
     parser.add_argument("--seed", type=int, default=None, help="override the suite's seed")
     parser.add_argument("--no-media", action="store_true", help="no GIF of failed trials")

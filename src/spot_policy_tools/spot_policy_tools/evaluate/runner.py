@@ -16,9 +16,10 @@ from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 from spot_policy.core import paths
+from spot_policy_tools.evaluate import ray_connect
 from spot_policy_tools.evaluate.scenario import Suite, trial_seed
 from spot_policy_tools.evaluate.trial import TRIAL_MODULES, TrialSpec, run_trial, trial_segments
 from spot_policy_tools.launcher import fork_server
@@ -130,12 +131,14 @@ def trial_specs(suite: Suite, policies: Sequence[PolicyInfo], out: Path, media: 
 class Progress:
     """One status line: trials done, simulated seconds done, ETA from the sim-seconds rate."""
 
-    def __init__(self, total_trials: int, total_sim_s: float, stream=sys.stderr, enabled: bool = True) -> None:
+    def __init__(
+        self, total_trials: int, total_sim_s: float, stream: TextIO | None = None, enabled: bool = True
+    ) -> None:
         self.total_trials, self.total_sim_s = total_trials, total_sim_s
         self.done_trials, self.done_sim_s = 0, 0.0
         self.failed: list[str] = []
         self.started = time.monotonic()
-        self.stream = stream
+        self.stream = stream or sys.stderr  # looked up now: sys.stderr may have been replaced since import
         self.enabled = enabled
         self.tty = hasattr(stream, "isatty") and stream.isatty()
 
@@ -280,29 +283,25 @@ def run_ray(
     specs: Sequence[TrialSpec], address: str, on_done: Callable[[dict], None], stop: threading.Event
 ) -> tuple[list[dict], bool]:
     """Trials as Ray tasks on the cluster at ``address`` (one CPU each)."""
-    try:
-        import ray
-    except ImportError:
-        raise RuntimeError("--ray needs Ray: pip install 'ray==2.60.0' (the optional extra 'ray')") from None
-    ray.init(address=address, ignore_reinit_error=True, log_to_driver=False)
-    task = ray.remote(num_cpus=1, max_retries=0)(run_trial)
-    refs = {task.remote(spec): spec for spec in longest_first(specs)}
     results: list[dict] = []
     interrupted = False
-    try:
-        remaining = list(refs)
-        while remaining:
-            done, remaining = ray.wait(remaining, num_returns=1, timeout=0.5)
-            for ref in done:
-                results.append({**ray.get(ref), "label": refs[ref].label})
-                on_done(results[-1])
-            if stop.is_set():
-                interrupted = True
-                for ref in remaining:
-                    ray.cancel(ref)
-                break
-    except KeyboardInterrupt:
-        interrupted = True
+    with ray_connect.connected(address) as ray:
+        task = ray.remote(num_cpus=1, max_retries=0)(run_trial)
+        refs = {task.remote(spec): spec for spec in longest_first(specs)}
+        try:
+            remaining = list(refs)
+            while remaining:
+                done, remaining = ray.wait(remaining, num_returns=1, timeout=0.5)
+                for ref in done:
+                    results.append({**ray.get(ref), "label": refs[ref].label})
+                    on_done(results[-1])
+                if stop.is_set():
+                    interrupted = True
+                    for ref in remaining:
+                        ray.cancel(ref)
+                    break
+        except KeyboardInterrupt:
+            interrupted = True
     return results, interrupted
 
 
