@@ -372,3 +372,27 @@ def test_ray_addresses_are_probed_only_when_plain_host_port() -> None:
         "--ray 10.0.0.5:6379: cannot connect (ValueError: version mismatch: 2.59.0); "
         "fix: check the address and that the cluster runs Ray 2.60.0"
     )
+
+
+def test_progress_writes_to_the_stderr_of_when_it_is_made(monkeypatch: pytest.MonkeyPatch) -> None:
+    import io
+
+    from spot_policy_tools.evaluate.runner import Progress
+
+    class Terminal(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    terminal, log = Terminal(), io.StringIO()
+    monkeypatch.setattr("sys.stderr", terminal)
+    on_terminal = Progress(2, 10.0)  # no stream given: today's stderr, a terminal
+    on_terminal.trial_done("p/a#0", 5.0, True)
+    on_terminal.close()
+    assert terminal.getvalue().startswith("\r\033[K[##############--------------] 1/2 trials,  50%")
+    assert terminal.getvalue().endswith("p/a#0\n")
+    monkeypatch.setattr("sys.stderr", log)
+    in_log = Progress(2, 10.0)
+    in_log.trial_done("p/b#0", 10.0, False)
+    in_log.close()
+    assert log.getvalue().startswith("[############################] 1/2 trials, 100%")
+    assert log.getvalue().endswith("p/b#0 (FAILED)\n") and "\r" not in log.getvalue()

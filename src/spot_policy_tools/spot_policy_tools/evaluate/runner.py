@@ -140,7 +140,7 @@ class Progress:
         self.started = time.monotonic()
         self.stream = stream or sys.stderr  # looked up now: sys.stderr may have been replaced since import
         self.enabled = enabled
-        self.tty = hasattr(stream, "isatty") and stream.isatty()
+        self.tty = hasattr(self.stream, "isatty") and self.stream.isatty()
 
     def trial_done(self, name: str, sim_s: float, ok: bool) -> None:
         self.done_trials += 1
