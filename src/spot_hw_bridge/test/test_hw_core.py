@@ -11,6 +11,8 @@ import logging
 import socket
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -48,6 +50,21 @@ def gains(tmp_path_factory: pytest.TempPathFactory):
 
 def make_core(emulator, gains, recorder: Recorder, **overrides) -> HwBridge:
     return HwBridge(bridge_config(emulator, **overrides), gains, CREDENTIALS, recorder.state, recorder.event)
+
+
+@contextmanager
+def streaming(emulator, gains, recorder: Recorder) -> Iterator[tuple[HwBridge, Feeder]]:
+    """A started core fed the default pose at 50 Hz, once it streams joint control (ACTIVE); the
+    feeder and the core are stopped after."""
+    core = make_core(emulator, gains, recorder)
+    core.start()
+    feeder = Feeder(core, gains)
+    try:
+        assert wait_for(lambda: core.phase is Phase.ACTIVE, 3.0), core.reason
+        yield core, feeder
+    finally:
+        feeder.stop()
+        core.stop()
 
 
 def assert_one_line_with_fix(text: str) -> None:
@@ -165,11 +182,7 @@ def test_own_estop_and_power_off_on_command_loss(gains) -> None:
 def test_fault_while_streaming_reaches_the_safe_behaviour_within_200_ms(gains, fault, value, cause, fatal) -> None:
     rec = Recorder()
     with running_emulator() as emulator:
-        core = make_core(emulator, gains, rec)
-        core.start()
-        feeder = Feeder(core, gains)
-        try:
-            assert wait_for(lambda: core.phase is Phase.ACTIVE, 2.0)
+        with streaming(emulator, gains, rec) as (core, _feeder):
             time.sleep(0.3)
             # (A loaded machine can make the bridge stand for a moment on its own: start from streaming.)
             assert wait_for(lambda: core.phase is Phase.ACTIVE, 3.0), core.reason
@@ -189,10 +202,7 @@ def test_fault_while_streaming_reaches_the_safe_behaviour_within_200_ms(gains, f
                 assert core.phase is Phase.READY
                 # The robot got the stand (after the added latency, if any).
                 assert wait_for(lambda: any(w == "stand command" and t > injected for t, w in emulator.body.events), 2)
-        finally:
-            feeder.stop()
-            emulator.clear(fault)
-            core.stop()
+            emulator.clear(fault)  # before the core stops: it returns the lease over a healthy link
         assert emulator.lease_owner == ("tablet" if fault == "lease_taken" else "")
 
 
@@ -200,18 +210,12 @@ def test_commands_that_stop_while_joint_control_is_held_off_are_reported_once(ga
     """A node dying during a link fault's hold-off (the robot already standing) is still said: a
     run then shows why joint control never resumed, and the robot keeps its stand."""
     rec = Recorder()
-    with running_emulator() as emulator:
-        core = make_core(emulator, gains, rec)
-        core.start()
-        feeder = Feeder(core, gains)
-        try:
-            assert wait_for(lambda: core.phase is Phase.ACTIVE, 3.0), core.reason
-            emulator.inject("latency", 0.08)
-            assert wait_for(lambda: core.phase is Phase.READY and "latency" in core.reason, 2.0), core.reason
-            time.sleep(0.3)  # commands keep coming, held off: nothing said about them
-            assert not any("no joint_command" in m for _, m in rec.events), rec.text()
-        finally:
-            feeder.stop()
+    with running_emulator() as emulator, streaming(emulator, gains, rec) as (core, feeder):
+        emulator.inject("latency", 0.08)
+        assert wait_for(lambda: core.phase is Phase.READY and "latency" in core.reason, 2.0), core.reason
+        time.sleep(0.3)  # commands keep coming, held off: nothing said about them
+        assert not any("no joint_command" in m for _, m in rec.events), rec.text()
+        feeder.stop()  # the policy node dies during the hold-off
         assert wait_for(lambda: any("keeps its stand" in m for _, m in rec.events), 1.0), rec.text()
         lost = [(level, m) for level, m in rec.events if "no joint_command" in m]
         assert len(lost) == 1 and lost[0][0] == "warn" and "keeps its stand" in lost[0][1], lost
@@ -220,7 +224,6 @@ def test_commands_that_stop_while_joint_control_is_held_off_are_reported_once(ga
         time.sleep(core.config.recovery_s + 0.3)  # healthy again, and no command: no hand-over, no repeat
         assert core.phase is Phase.READY and emulator.body.behaviour is not Behaviour.JOINT
         assert sum("no joint_command" in m for _, m in rec.events) == 1, rec.text()
-        core.stop()
 
 
 def _free_port() -> int:

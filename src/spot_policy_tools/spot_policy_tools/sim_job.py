@@ -16,12 +16,11 @@ from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 
-from spot_policy.core import paths
+from spot_policy.core import contract, paths
 from spot_policy.core.profile import Profile, load_profile
 from spot_policy.ros import bringup
 from spot_policy_tools import live_session
 from spot_policy_tools.launcher import NodeGroup, NodeProcess, follow
-from spot_sim_bridge.core.bridge import COMMAND_LOSS
 
 
 class JobError(RuntimeError):
@@ -150,7 +149,7 @@ JOB_STATE_READERS = 2
 #: process that writes to it blocked in DDS (the GIL held) for a second or more, 1 s per try
 #: (docs/FAULTS.md, "A node killed outright"); seen here: 2.1 s.
 COMMAND_LOSS_WAIT_S = 6.0
-#: The bridges whose command-loss line a job waits for (both log :data:`COMMAND_LOSS`).
+#: The bridges whose command-loss line a job waits for (both log ``contract.COMMAND_LOSS``).
 BRIDGES = ("sim_bridge", "hw_bridge")
 
 
@@ -163,7 +162,7 @@ def await_command_loss(group: NodeGroup, dead: NodeProcess) -> None:
     bridge = next((p for p in group.procs if p.name in BRIDGES and p.poll() is None), None)
     end = time.monotonic() + COMMAND_LOSS_WAIT_S
     while bridge is not None and bridge.poll() is None and time.monotonic() < end:
-        if COMMAND_LOSS in bridge.tail(20):
+        if contract.COMMAND_LOSS in bridge.tail(20):
             return
         time.sleep(0.02)
 

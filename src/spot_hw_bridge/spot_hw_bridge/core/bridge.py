@@ -47,6 +47,7 @@ from spot_hw_bridge.core.conversion import (
     sample_from_stream,
 )
 from spot_hw_bridge.core.errors import BridgeError, Credentials, Redactor, describe, explain, install_log_redaction
+from spot_policy.core import contract
 from spot_policy.core.controller import hand_over_target
 from spot_policy.core.stats import Rolling
 
@@ -54,8 +55,6 @@ Event = Callable[[str, str], None]  # (level: "info" | "warn" | "error", message
 StateSink = Callable[[StateSample, int], None]  # (sample, local stamp ns)
 
 _LOGGER = logging.getLogger(__name__)
-#: How every command-loss line starts (the sim bridge says the same; jobs wait for it).
-COMMAND_LOSS = "no joint_command for"
 
 
 class CommandLoss(str, Enum):
@@ -698,7 +697,7 @@ class HwBridge:
         self._hold_until = time.monotonic() + self.config.recovery_s
         action = "safe power-off" if self.config.on_command_loss is CommandLoss.POWER_OFF else "stand"
         self._enter_safe(
-            f"{COMMAND_LOSS} {age:.3f} s (command_timeout_s {self.config.command_timeout_s:g}): "
+            f"{contract.COMMAND_LOSS} {age:.3f} s (command_timeout_s {self.config.command_timeout_s:g}): "
             f"stopped streaming, commanding a {action}; joint control resumes with a joint_command after "
             f"{self.config.recovery_s:g} s",
             kind="command_loss",
@@ -712,7 +711,7 @@ class HwBridge:
         self._commands_flowing = False
         self._emit(
             "warn",
-            f"{COMMAND_LOSS} {age:.3f} s (command_timeout_s {self.config.command_timeout_s:g}) while joint "
+            f"{contract.COMMAND_LOSS} {age:.3f} s (command_timeout_s {self.config.command_timeout_s:g}) while joint "
             "control was held off: the robot keeps its stand; joint control resumes with a joint_command",
         )
 

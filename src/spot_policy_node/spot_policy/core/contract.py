@@ -41,6 +41,10 @@ TOPIC_CLOCK = "clock"
 #: Segment starts of a scripted run (JSON in std_msgs/String, latched), for cutting recordings.
 TOPIC_PROFILE_SEGMENT = "profile/segment"
 
+#: How a bridge's (sim or robot) command-loss line begins, in its events, diagnostics and log;
+#: the jobs watch a bridge's log for it.
+COMMAND_LOSS = "no joint_command for"
+
 FRAME_ODOM = "odom"
 FRAME_BASE = "base_link"
 #: Spot's body link: the root of its URDF and the child of ``odom`` in ``/tf`` (as the Spot SDK and

@@ -88,10 +88,6 @@ class Actuation:
         return {name: float(v) for name, v in zip(self.joint_names, self.default_joint_pos, strict=True)}
 
 
-#: How the safe-behaviour reason (events, diagnostics, log) of a command loss begins; jobs watch for it.
-COMMAND_LOSS = "no joint_command for"
-
-
 def load_actuation(policy: str | Path, logs_root: Path | None = None, policies_dir: Path | None = None) -> Actuation:
     """Gains, pose and rates of a policy given as the policy node takes it (run folder, onnx, name, latest).
 
@@ -408,7 +404,7 @@ class BridgeCore:
     def _enter_command_loss(self) -> None:
         age = self.command_age_s or 0.0
         self.counters["command_losses"] += 1
-        lost = f"{COMMAND_LOSS} {age:.3f} s (timeout {self.config.command_timeout_s:g} s)"
+        lost = f"{contract.COMMAND_LOSS} {age:.3f} s (timeout {self.config.command_timeout_s:g} s)"
         if self.config.on_command_loss is CommandLoss.LIMP:
             self.backend.set_limp(True)
             self._set_safe(SafeBehaviour.LIMP, f"{lost}: limp (damping only)")
