@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections import deque
 
 import numpy as np
+import numpy.ma  # numpy imports it on the first percentile: at import here, not on a control thread
 
 
 class Rolling:
