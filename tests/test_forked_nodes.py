@@ -104,6 +104,32 @@ def test_the_fork_server_preload_leaves_a_forked_node_nothing_to_load(executable
     assert walked < total / 4, f"a collection in the node would walk {walked} of {total} objects"
 
 
+def test_the_trial_preload_leaves_scoring_a_trial_nothing_to_load() -> None:
+    """The fork server that runs trials imports TRIAL_MODULES; scoring a trial in a fork of it
+    (the foot kinematics from Spot's MJCF, the report's trace with its np.median) then loads no
+    module: what it used to load, numpy.ma, cost every trial 15-25 ms of CPU."""
+    probe = (
+        "import sys, importlib\n"
+        "import numpy as np\n"
+        "from spot_policy_tools.evaluate.trial import TRIAL_MODULES, trace\n"
+        "for name in TRIAL_MODULES:\n"
+        "    importlib.import_module(name)\n"
+        "from spot_policy_tools.evaluate.trial_data import trial_data\n"
+        "from spot_sim_bridge.core.terrain import TerrainSpec\n"
+        "n = 50\n"
+        "odom = np.zeros((n, 13)); odom[:, 2] = 0.45; odom[:, 6] = 1.0\n"
+        "raw = {'t_ns': np.arange(n, dtype=np.int64) * 20_000_000, 'odom': odom, 'q': np.zeros((n, 12)),\n"
+        "       'dq': np.zeros((n, 12)), 'tau': np.zeros((n, 12)), 'targets': np.zeros((n, 12)),\n"
+        "       'policy_events': [], 'bridge_events': [], 'timing': {}}\n"
+        "before = set(sys.modules)\n"
+        "data, _ = trial_data(raw, TerrainSpec())\n"
+        "trace(data, [], 0.0)\n"
+        "print(sorted(set(sys.modules) - before))\n"
+    )
+    done = run_probe(probe)
+    assert done.stdout.strip().splitlines()[-1] == "[]", done.stdout
+
+
 def run_probe(probe: str, *args: str) -> subprocess.CompletedProcess:
     """``probe`` in a fresh Python (what a fork server or a worker starts from); it must exit 0."""
     done = subprocess.run([sys.executable, "-c", probe, *args], capture_output=True, text=True, timeout=120)

@@ -172,10 +172,13 @@ _T0 = [0.0]
 
 
 def _phase(what: str) -> None:
-    """Where a trial's wall time goes (EVAL_DEBUG=1): seconds since the previous phase."""
+    """Where a trial's time goes (EVAL_DEBUG=1): wall seconds since the previous phase; CPU seconds
+    so far of this process and of its finished children (the nodes, once stopped)."""
     now = time.monotonic()
     if os.environ.get("EVAL_DEBUG") and _T0[0]:
-        print(f"evaluate trial: {what}: +{now - _T0[0]:.2f} s", flush=True)
+        cpu = os.times()
+        print(f"evaluate trial: {what}: +{now - _T0[0]:.2f} s (CPU: this process {cpu.user + cpu.system:.2f} s, "
+              f"stopped nodes {cpu.children_user + cpu.children_system:.2f} s)", flush=True)  # fmt: skip
     _T0[0] = now
 
 
@@ -196,6 +199,7 @@ TRIAL_MODULES = (
     "spot_policy_tools.evaluate.driver",
     "spot_policy_tools.evaluate.trial_data",
     "spot_policy_tools.evaluate.verdict",
+    "spot_policy_tools.evaluate.trial_preload",
 )
 
 

@@ -12,6 +12,7 @@ kinematics, no physics); the ground under base and feet from the trial's terrain
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 from pathlib import Path
@@ -177,6 +178,13 @@ class FootKinematics:
         return out
 
 
+@functools.cache
+def foot_kinematics() -> FootKinematics:
+    """This process's one :class:`FootKinematics` (parsing the MJCF is the costly part; a fork
+    server builds it once for all its trials, spot_policy_tools.evaluate.trial_preload)."""
+    return FootKinematics()
+
+
 def trial_data(
     raw: dict[str, Any], terrain: TerrainSpec, kinematics: FootKinematics | None = None
 ) -> tuple[TrialData, dict]:
@@ -185,7 +193,7 @@ def trial_data(
     o = raw["odom"]
     pos, quat = o[:, 0:3], o[:, 3:7]
     grid = None if terrain.flat else terrain.heights()
-    feet = (kinematics or FootKinematics())(pos, quat, raw["q"])
+    feet = (kinematics or foot_kinematics())(pos, quat, raw["q"])
     under_feet = terrain.height_at(feet[:, :, 0], feet[:, :, 1], grid)
     data = TrialData(
         t=raw["t_ns"] * 1e-9,
