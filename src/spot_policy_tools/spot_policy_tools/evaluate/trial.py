@@ -173,12 +173,13 @@ _T0 = [0.0]
 
 def _phase(what: str) -> None:
     """Where a trial's time goes (EVAL_DEBUG=1): wall seconds since the previous phase; CPU seconds
-    so far of this process and of its finished children (the nodes, once stopped)."""
+    so far of this process and of its finished children (with ``--workers`` 2 or more the trial
+    process forks its nodes, so they count once stopped; with 1 a fork server does)."""
     now = time.monotonic()
     if os.environ.get("EVAL_DEBUG") and _T0[0]:
         cpu = os.times()
         print(f"evaluate trial: {what}: +{now - _T0[0]:.2f} s (CPU: this process {cpu.user + cpu.system:.2f} s, "
-              f"stopped nodes {cpu.children_user + cpu.children_system:.2f} s)", flush=True)  # fmt: skip
+              f"finished children {cpu.children_user + cpu.children_system:.2f} s)", flush=True)  # fmt: skip
     _T0[0] = now
 
 

@@ -185,15 +185,13 @@ def foot_kinematics() -> FootKinematics:
     return FootKinematics()
 
 
-def trial_data(
-    raw: dict[str, Any], terrain: TerrainSpec, kinematics: FootKinematics | None = None
-) -> tuple[TrialData, dict]:
+def trial_data(raw: dict[str, Any], terrain: TerrainSpec) -> tuple[TrialData, dict]:
     """The metrics' input from a trial's series (:func:`collect`, :func:`read_bag`); times in s
     since the trial began at sim time 0."""
     o = raw["odom"]
     pos, quat = o[:, 0:3], o[:, 3:7]
     grid = None if terrain.flat else terrain.heights()
-    feet = (kinematics or foot_kinematics())(pos, quat, raw["q"])
+    feet = foot_kinematics()(pos, quat, raw["q"])
     under_feet = terrain.height_at(feet[:, :, 0], feet[:, :, 1], grid)
     data = TrialData(
         t=raw["t_ns"] * 1e-9,
