@@ -11,7 +11,9 @@ subscriptions alone, handles them at once, and lets the executor catch up on eve
 The hot subscriptions belong to :class:`spot_policy.ros.polling.PolledGroup`, so the executor never
 waits on them. A node offers its hot inputs through a ``hot_inputs()`` method (see
 :func:`hot_inputs_of`); :func:`spot_policy.ros.node_main.run_node` spins such a node with
-:class:`HotLoop`.
+:class:`HotLoop`. Several nodes in one process (:func:`spot_policy.ros.node_main.run_nodes`) share
+one loop: it waits on all their hot inputs at once, so a lock-stepped pair (the sim bridge and the
+policy node of an evaluation trial) hands each message to the other within one thread.
 """
 
 from __future__ import annotations
@@ -52,15 +54,18 @@ def hot_inputs_of(node: object) -> HotInputs | None:
 
 
 class HotLoop:
-    """Wait on ``hot.subscriptions`` only; call ``hot.on_ready()`` when one has data; run the
-    executor's ready callbacks every ``housekeeping_s``. Returns when the context shuts down or
-    after :meth:`stop`."""
+    """Wait on the subscriptions of ``hot`` (one node's, or several nodes' in one process) only; when
+    one has data, call every ``on_ready`` (each takes its own inputs; one with nothing to take costs a
+    few microseconds); run the executor's ready callbacks every ``housekeeping_s``. Returns when the
+    context shuts down or after :meth:`stop`."""
 
-    def __init__(self, executor: Executor, hot: HotInputs, housekeeping_s: float = HOUSEKEEPING_S) -> None:
-        if not hot.subscriptions:
+    def __init__(
+        self, executor: Executor, hot: HotInputs | Sequence[HotInputs], housekeeping_s: float = HOUSEKEEPING_S
+    ) -> None:
+        self.hots = (hot,) if isinstance(hot, HotInputs) else tuple(hot)
+        if not self.hots or not all(h.subscriptions for h in self.hots):
             raise ValueError("HotLoop needs at least one subscription to wait on")
         self.executor = executor
-        self.hot = hot
         self.housekeeping_s = housekeeping_s
         self.wakeups = 0
         self.housekeeping_runs = 0
@@ -71,17 +76,17 @@ class HotLoop:
         self._stop_requested = True
 
     def spin(self, context: Context) -> None:
-        subscriptions = list(self.hot.subscriptions)
+        subscriptions = [s for hot in self.hots for s in hot.subscriptions]
         wait_set = subscription_wait_set(len(subscriptions), context)
+        dues = [hot.due for hot in self.hots if hot.due is not None]
         next_housekeeping = 0.0
         while context.ok() and not self._stop_requested:
             now = time.monotonic()
             if now >= next_housekeeping:
-                if not self._housekeeping():
+                if not self._housekeeping() or not self._ready(context):
                     return
-                self.hot.on_ready()
                 next_housekeeping = now + self.housekeeping_s
-            due = next_housekeeping if self.hot.due is None else min(next_housekeeping, self.hot.due())
+            due = min(next_housekeeping, *(d() for d in dues)) if dues else next_housekeeping
             timeout_ns = max(0, int((due - time.monotonic()) * 1e9))
             try:
                 ready = wait_for_any(wait_set, subscriptions, timeout_ns)
@@ -91,9 +96,19 @@ class HotLoop:
                 return  # the node or the context went away while waiting
             if ready:
                 self.wakeups += 1
-                self.hot.on_ready()
-            elif due < next_housekeeping:
-                self.hot.on_ready()  # its own deadline, sooner than the catch-up
+            if (ready or due < next_housekeeping) and not self._ready(context):
+                return  # (not ready: a deadline sooner than the catch-up; each on_ready acts on its own only)
+
+    def _ready(self, context: Context) -> bool:
+        """Every ``on_ready``; False when the context went away under one (its handles with it)."""
+        try:
+            for hot in self.hots:
+                hot.on_ready()
+        except Exception:
+            if context.ok() and not self._stop_requested:
+                raise
+            return False
+        return True
 
     def _housekeeping(self) -> bool:
         """Run what the executor has ready (services, timers, other topics); False once shut down."""
