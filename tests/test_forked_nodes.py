@@ -14,8 +14,15 @@ from pathlib import Path
 import pytest
 from std_srvs.srv import Trigger
 
-from spot_policy.ros.bringup import policy_node
-from spot_policy_tools.launcher import FORKABLE_MAINS, ForkedNodeProcess, NodeGroup, NodeProcess, wait_for
+from spot_policy.ros.bringup import policy_node, sim_nodes
+from spot_policy_tools.launcher import (
+    FORKABLE_MAINS,
+    ComposedNodes,
+    ForkedNodeProcess,
+    NodeGroup,
+    NodeProcess,
+    wait_for,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -73,28 +80,84 @@ def test_a_forked_node_serves_in_the_groups_domain_and_stops_cleanly_on_sigint(t
     assert "idle until ~/stand or ~/walk" in log and "stopped (SIGINT)" in log
 
 
-@pytest.mark.parametrize("executable", sorted(FORKABLE_MAINS))
+def test_composed_nodes_serve_in_the_groups_domain_and_stop_cleanly_on_sigint(tmp_path: Path, ros_context) -> None:
+    """The sim bridge and the policy node composed in one forked process (what a trial starts): both
+    serve, under their own names and parameters, and both stop on one SIGINT; one log, each line
+    naming its node."""
+    import rclpy
+    from rclpy.executors import SingleThreadedExecutor
+
+    with pytest.raises(ValueError, match="only in a preloaded group"):
+        NodeGroup(tmp_path / "plain").start(ComposedNodes(sim_nodes(realtime=False, teleop=False)))
+    with pytest.raises(ValueError, match="cannot compose"):
+        ComposedNodes(sim_nodes(realtime=False, teleop=True))  # teleop runs only as its own process
+    group = NodeGroup(tmp_path / "logs", preloaded=True)  # the test's own domain (conftest)
+    proc = group.start(ComposedNodes(sim_nodes(realtime=False, teleop=False)))
+    node = rclpy.create_node("composed_probe", context=ros_context)
+    executor = SingleThreadedExecutor(context=ros_context)
+    executor.add_node(node)
+    try:
+        clients = [node.create_client(Trigger, "/policy_node/stand"), node.create_client(Trigger, "/sim_bridge/reset")]
+
+        def up() -> bool:  # both services, and both nodes by name (ROS's graph information comes apart)
+            names = {n for n, _ in node.get_node_names_and_namespaces()}
+            return all(c.service_is_ready() for c in clients) and {"sim_bridge", "policy_node"} <= names
+
+        end = time.monotonic() + 30.0
+        while not up() and time.monotonic() < end and proc.poll() is None:
+            executor.spin_once(timeout_sec=0.1)
+        assert up(), proc.tail(10)
+    finally:
+        executor.shutdown()
+        node.destroy_node()
+    assert group.stop(together=True) == {"nodes": 0}
+    log = proc.log_path.read_text()
+    assert "[sim_bridge]: mujoco lockstep" in log and "[policy_node]: policy " in log, log
+    assert "sim_bridge+policy_node: stopped (SIGINT)" in log
+
+
+@pytest.mark.parametrize(
+    ("argv", "error"),
+    [
+        ([], "no node named"),
+        (["--ros-args"], "'--ros-args' before the first --node"),
+        (["--node", "teleop"], "unknown node 'teleop'; use one of policy_node, sim_bridge"),
+    ],
+)
+def test_composed_nodes_refuse_a_bad_command_line_with_one_line(argv: list[str], error: str, capsys) -> None:
+    from spot_policy_tools import composed_nodes
+
+    assert composed_nodes.main(["composed_nodes", *argv]) == 2
+    assert (
+        capsys.readouterr().err
+        == f"composed_nodes: {error}" + ("" if "use one of" in error else f"; usage: {composed_nodes.USAGE}") + "\n"
+    )
+
+
+@pytest.mark.parametrize("executable", [*sorted(FORKABLE_MAINS), ComposedNodes.executable])
 def test_the_fork_server_preload_leaves_a_forked_node_nothing_to_load(executable: str) -> None:
     """What node_preload does once (lazy imports, ROS type support, rclpy's caller lookup) is what a
     node's start-up would otherwise redo after every fork: after it, building the node as a trial
-    does imports no module. The preload initialises no ROS (the server must stay fork-safe), and it
-    freezes its heap, so the node's own start-up collection walks only the little the node built."""
+    does (or both nodes, composed in one process) imports no module. The preload initialises no ROS
+    (the server must stay fork-safe), and it freezes its heap, so the node's own start-up collection
+    walks only the little the node built."""
     probe = (
         "import gc, os, sys, importlib, rclpy\n"
         "import spot_policy_tools.node_preload\n"
         "frozen = gc.get_freeze_count()\n"
         "from spot_policy.ros import bringup, node_main\n"
-        "from spot_policy_tools.launcher import FORKABLE_MAINS\n"
+        "from spot_policy_tools.launcher import FORKABLE_MAINS, ComposedNodes\n"
         "assert not rclpy.ok(), 'the preload must not initialise ROS'\n"
-        f"spec = next(s for s in bringup.sim_nodes('spot_flat_mjx', realtime=False, teleop=False) "
-        f"if s.executable == {executable!r})\n"
+        "nodes = bringup.sim_nodes('spot_flat_mjx', realtime=False, teleop=False)\n"
+        f"spec = next((s for s in nodes if s.executable == {executable!r}), ComposedNodes(nodes))\n"
         "before = set(sys.modules)\n"
         "def built():\n"
         "    print('walked', len(gc.get_objects()), 'of', len(gc.get_objects()) + frozen, flush=True)\n"
         "    print(sorted(set(sys.modules) - before), flush=True)\n"
         "    os._exit(0)\n"
         "node_main.freeze_startup_heap = built  # called once the node is built, before it spins\n"
-        "importlib.import_module(FORKABLE_MAINS[spec.executable]).main(spec.command())\n"
+        "module = getattr(spec, 'module', None) or FORKABLE_MAINS[spec.executable]\n"
+        "importlib.import_module(module).main(spec.command())\n"
         "sys.exit('the node did not get built')\n"
     )
     done = run_probe(probe)

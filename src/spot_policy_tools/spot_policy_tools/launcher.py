@@ -28,7 +28,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from spot_policy.ros.bringup import NodeSpec
@@ -152,6 +152,30 @@ FORKABLE_MAINS = {
 }
 
 
+class ComposedNodes:
+    """Several node specs run as one process (ROS 2 composition; :mod:`spot_policy_tools.composed_nodes`):
+    what an evaluation trial starts for its lock-stepped sim bridge and policy node, whose every
+    message then passes within one thread. Only a preloaded group starts it (a fork; it has no
+    executable of its own); its log is ``<name>.log``, each line naming its node."""
+
+    module = "spot_policy_tools.composed_nodes"
+    executable = "composed_nodes"
+
+    def __init__(self, specs: Sequence[NodeSpec], name: str = "nodes") -> None:
+        unknown = [s.executable for s in specs if s.executable not in FORKABLE_MAINS]
+        if not specs or unknown:
+            raise ValueError(f"cannot compose {unknown or 'no nodes'}: only {sorted(FORKABLE_MAINS)}")
+        self.specs = tuple(specs)
+        self.name = name
+
+    def command(self) -> list[str]:
+        """``composed_nodes --node EXECUTABLE --ros-args ... --node ...``: each node's own ROS arguments."""
+        argv = [self.executable]
+        for spec in self.specs:
+            argv += ["--node", spec.executable, *spec.command()[1:]]
+        return argv
+
+
 def fork_server(*also_preload: str) -> multiprocessing.context.BaseContext:
     """The forkserver context: a clean single-threaded server that imports ``also_preload`` and the
     forkable nodes' modules and does their one-off start-up work once
@@ -201,7 +225,9 @@ class ForkedNodeProcess(NodeProcess):
     this process itself (which must be a fresh fork of that server: :func:`forks_safely_here`);
     NodeProcess's interface."""
 
-    def __init__(self, spec: NodeSpec, log_dir: Path, env: dict[str, str], fork_here: bool = False) -> None:
+    def __init__(
+        self, spec: NodeSpec | ComposedNodes, log_dir: Path, env: dict[str, str], fork_here: bool = False
+    ) -> None:
         if fork_here and not forks_safely_here():
             raise RuntimeError(f"cannot fork {spec.name} here: this process runs threads or ROS already")
         self.spec = spec
@@ -211,7 +237,7 @@ class ForkedNodeProcess(NodeProcess):
         context = multiprocessing.get_context("fork") if fork_here else fork_server()
         self.proc = context.Process(
             target=_run_forked_node,
-            args=(FORKABLE_MAINS[spec.executable], argv, str(self.log_path), env),
+            args=(getattr(spec, "module", None) or FORKABLE_MAINS[spec.executable], argv, str(self.log_path), env),
             name=spec.name,
             daemon=False,
         )
@@ -238,8 +264,10 @@ class NodeGroup:
         self.preloaded = preloaded
         self.fork_here = fork_here
 
-    def start(self, spec: NodeSpec) -> NodeProcess:
-        if self.preloaded and spec.executable in FORKABLE_MAINS:
+    def start(self, spec: NodeSpec | ComposedNodes) -> NodeProcess:
+        if isinstance(spec, ComposedNodes) and not self.preloaded:
+            raise ValueError("composed nodes start only in a preloaded group (NodeGroup(preloaded=True))")
+        if self.preloaded and spec.executable in (*FORKABLE_MAINS, ComposedNodes.executable):
             proc: NodeProcess = ForkedNodeProcess(spec, self.log_dir, self.env, fork_here=self.fork_here)
         else:
             proc = NodeProcess(spec, self.log_dir, self.env)

@@ -19,7 +19,7 @@ import inspect
 import linecache
 import sys
 
-from spot_policy_tools.launcher import FORKABLE_MAINS
+from spot_policy_tools.launcher import FORKABLE_MAINS, ComposedNodes
 
 #: Besides the nodes' modules: what they import lazily for the configuration evaluate runs, and the
 #: ROS interface modules they (or rclpy, creating a node) use only inside functions.
@@ -38,7 +38,7 @@ def _interface_types() -> list[type]:
 
 
 def warm() -> None:
-    for name in (*FORKABLE_MAINS.values(), *LAZY_IMPORTS):
+    for name in (*FORKABLE_MAINS.values(), ComposedNodes.module, *LAZY_IMPORTS):
         try:
             importlib.import_module(name)
         except ImportError:  # an optional interface package: the node imports it itself, if ever

@@ -159,9 +159,15 @@ def test_degraded_policy_fails_named_scenarios(quick_run: Path, tmp_path: Path, 
 
 
 def test_results_are_the_same_on_any_worker_count_and_on_ray(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """... and with the sim bridge and the policy node in processes of their own, as sim.launch.py
+    starts them, instead of composed in one (the default): the node under test is the same."""
     scenarios = [a for n in SUBSET for a in ("--scenario", n)]
     outs = {}
-    for name, extra in (("one", ["--workers", "1"]), ("two", ["--workers", "2"])):
+    for name, extra in (
+        ("one", ["--workers", "1"]),
+        ("two", ["--workers", "2"]),
+        ("separate", ["--workers", "2", "--separate-processes"]),
+    ):
         outs[name] = tmp_path / name
         assert evaluate("--suite", "quick", *scenarios, *extra, "--out", str(outs[name])) == 0
     with ray_head(cpus=2) as address:
@@ -182,7 +188,12 @@ def test_results_are_the_same_on_any_worker_count_and_on_ray(tmp_path: Path, mon
         outs["ray"] = tmp_path / "ray"
         assert evaluate("--suite", "quick", *scenarios, "--ray", address, "--out", str(outs["ray"])) == 0
     texts = {name: (out / "results.json").read_bytes() for name, out in outs.items()}
-    assert texts["one"] == texts["two"] == texts["ray"]
+    assert texts["one"] == texts["two"] == texts["separate"] == texts["ray"]
+    assert (
+        sorted(p.name for p in (outs["separate"] / "trials").rglob("*.log"))
+        == ["policy_node.log"] * 5 + ["sim_bridge.log"] * 5
+    )
+    assert {p.name for p in (outs["two"] / "trials").rglob("*.log")} == {"nodes.log"}
     doc = json.loads(texts["one"])
     assert doc["complete"] and len(doc["policies"][0]["scenarios"]) == len(SUBSET)
     # Two trials of one scenario differ (seeded initial pose): the spread is real, not a copy.

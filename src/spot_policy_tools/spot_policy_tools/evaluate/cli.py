@@ -57,6 +57,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--seed", type=int, default=None, help="override the suite's seed")
     parser.add_argument("--no-media", action="store_true", help="no GIF of failed trials")
+    parser.add_argument(
+        "--separate-processes",
+        action="store_true",
+        help="run each trial's sim bridge and policy node in processes of their own, as sim.launch.py does "
+        "(default: composed in one process, ~20%% faster; the results are the same)",
+    )
     parser.add_argument("--strict", action="store_true", help="exit 1 when any judged scenario fails")
     parser.add_argument("--quiet", action="store_true", help="no progress line")
 
@@ -109,7 +115,7 @@ def main(args: argparse.Namespace) -> int:
         return _fail(f"{out} is not empty; fix: choose another --out")
     out.mkdir(parents=True, exist_ok=True)
 
-    specs = runner.trial_specs(suite, infos, out, not args.no_media)
+    specs = runner.trial_specs(suite, infos, out, not args.no_media, separate_processes=args.separate_processes)
     total_sim = sum(s.scenario.duration_s() for s in specs)
     where = f"Ray at {args.ray}" if args.ray else f"{args.workers} worker{'s' if args.workers > 1 else ''}"
     print(

@@ -103,7 +103,9 @@ def _action_scale(spec) -> tuple[float, ...]:
     return tuple(scale.get(name, 1.0) for name in spec.joint_names)
 
 
-def trial_specs(suite: Suite, policies: Sequence[PolicyInfo], out: Path, media: bool) -> list[TrialSpec]:
+def trial_specs(
+    suite: Suite, policies: Sequence[PolicyInfo], out: Path, media: bool, separate_processes: bool = False
+) -> list[TrialSpec]:
     specs = []
     for info in policies:
         for scenario in suite.scenarios:
@@ -123,6 +125,7 @@ def trial_specs(suite: Suite, policies: Sequence[PolicyInfo], out: Path, media: 
                         joint_upper=info.joint_upper,
                         action_scale=info.action_scale,
                         media=media,
+                        separate_processes=separate_processes,
                     )
                 )
     return specs

@@ -49,6 +49,9 @@ class TrialSpec:
     action_scale: tuple[float, ...] = (0.2,) * 12
     media: bool = True
     extra_bridge_params: dict[str, Any] = field(default_factory=dict)
+    #: The sim bridge and the policy node as two processes (as sim.launch.py starts them) instead of
+    #: composed in one (spot_policy_tools.composed_nodes): slower, the same results.
+    separate_processes: bool = False
 
 
 def terrain_of(scenario: Scenario, seed: int) -> TerrainSpec:
@@ -279,7 +282,7 @@ def run_trial_once(
     ``fork_here``: fork the nodes from this process (:class:`spot_policy_tools.launcher.NodeGroup`)."""
     from spot_policy_tools.evaluate.driver import DriverError, TrialDriver, timeline
     from spot_policy_tools.evaluate.trial_data import TrialDataError, collect, trial_data
-    from spot_policy_tools.launcher import NodeGroup
+    from spot_policy_tools.launcher import ComposedNodes, NodeGroup
 
     scenario = spec.scenario
     out = Path(spec.out_dir)
@@ -300,13 +303,14 @@ def run_trial_once(
         group = NodeGroup(out / "logs", env, preloaded=True, fork_here=fork_here)
         driver = None
         try:
-            for node in bringup.sim_nodes(
+            nodes = bringup.sim_nodes(
                 spec.policy,
                 realtime=False,
                 teleop=False,
                 extra_bridge_params=bridge_params(spec),
                 extra_policy_params=policy_params(end_s),
-            ):
+            )
+            for node in nodes if spec.separate_processes else [ComposedNodes(nodes)]:
                 group.start(node)
 
             def alive() -> str | None:
