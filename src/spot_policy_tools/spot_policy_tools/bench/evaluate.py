@@ -4,7 +4,8 @@
   minutes) of the ``quick`` suite with ``--workers 2``: aggregate simulated seconds per wall second
   beside one lockstep trial run alone (the same trial machinery, one worker, measured in the same
   run, its start-up included as the suite's are), beside that trial's play alone, and beside the
-  same suite on one worker; how many cores the trial alone kept busy (what
+  same suite on one worker and beside it with ``--separate-processes`` (each trial's two nodes in
+  processes of their own instead of composed in one); how many cores the trial alone kept busy (what
   bounds the gain of a second worker on this machine); the suite's wall time, and the peak memory
   of a worker with the processes it starts and of the whole evaluation.
 - ``evaluate_standard``: the ``standard`` suite's wall time with ``--workers 2`` (minutes).
@@ -143,6 +144,7 @@ def bench_evaluate(args: argparse.Namespace) -> list[Row]:
     rounds = max(1, int(getattr(args, "rounds", 3)))
     policy = ["--policy", args.policy]
     single_rates, play_rates, cores, one_rates, rates, walls, peaks, wholes = [], [], [], [], [], [], [], []
+    separate_rates = []
     for k in range(rounds):
         with tempfile.TemporaryDirectory() as tmp:
             busy = busy_cpu_s()
@@ -154,6 +156,9 @@ def bench_evaluate(args: argparse.Namespace) -> list[Row]:
             play_rates.append(trial["sim_s"] / trial["play_wall_s"])
             one, _one_wall, _, _ = run_evaluate([*policy, "--suite", "quick", "--workers", "1"], Path(tmp) / "one")
             one_rates.append(one["sim_s"] / one["wall_s"])
+            separate, _, _, _ = run_evaluate([*policy, "--suite", "quick", "--workers", "2", "--separate-processes"],
+                                             Path(tmp) / "separate")  # fmt: skip
+            separate_rates.append(separate["sim_s"] / separate["wall_s"])
             quick, quick_wall, peak, whole = run_evaluate([*policy, "--suite", "quick", "--workers", "2"],
                                                           Path(tmp) / "quick")  # fmt: skip
             rates.append(quick["sim_s"] / quick["wall_s"])
@@ -190,6 +195,17 @@ def bench_evaluate(args: argparse.Namespace) -> list[Row]:
         ),
         Row(
             "evaluate",
+            "quick suite, --workers 2: simulated s per wall s (the same with --separate-processes as baseline)",
+            "sim s / wall s",
+            rate,
+            float("nan"),
+            "the quick suite, --workers 2, each trial's nodes in two processes",
+            statistics.median(separate_rates),
+            float("nan"),
+            goal="report (no goal)",
+        ),
+        Row(
+            "evaluate",
             "quick suite, --workers 2: simulated s per wall s (a lockstep run's play alone as baseline)",
             "sim s / wall s",
             rate,
@@ -218,7 +234,7 @@ def bench_evaluate(args: argparse.Namespace) -> list[Row]:
         ),
         Row(
             "evaluate",
-            "peak memory per worker (PSS: worker, its trial process, that trial's sim bridge and policy node)",
+            "peak memory per worker (PSS: worker, its trial process, that trial's nodes)",
             "MB",
             max(peaks, default=float("nan")),
             float("nan"),

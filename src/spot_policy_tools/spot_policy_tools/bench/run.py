@@ -35,7 +35,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--rounds",
         type=int,
         default=3,
-        help="evaluate: rounds of (one trial, the suite on 1 worker, on 2), interleaved; medians (default: 3)",
+        help="evaluate: rounds of (one trial, the suite on 1 worker, on 2, on 2 with separate processes), "
+        "interleaved; medians (default: 3)",
     )
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
 
