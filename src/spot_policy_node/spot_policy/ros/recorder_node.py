@@ -53,7 +53,7 @@ from spot_policy.ros.bag_recorder import (
     check_type,
     default_typestore,
 )
-from spot_policy.ros.node_main import StopSignals
+from spot_policy.ros.node_main import STOP_POLL_S, StopSignals
 from spot_policy.ros.polling import PolledGroup, take_raw
 from spot_policy.ros.state_publisher import plain_cdr_fallback
 
@@ -261,12 +261,14 @@ def _import_message(msgtype: str) -> type:
         raise ValueError(f"message type {msgtype} is not installed; fix: install its ROS package") from None
 
 
-def _spin(executor: SingleThreadedExecutor, failure: list[BaseException]) -> None:
-    """The executor's thread: every bag write happens here, never in the main thread."""
+def _spin(executor: SingleThreadedExecutor, failure: list[BaseException], done: threading.Event) -> None:
+    """The executor's thread: every bag write happens here while it runs; it ends when ``done`` is
+    set (main() then wakes its wait), before anything it uses is destroyed or shut down."""
     try:
-        executor.spin()
+        while not done.is_set() and executor.context.ok():
+            executor.spin_once(timeout_sec=STOP_POLL_S)
     except ExternalShutdownException:
-        pass  # main() stopping it after SIGINT/SIGTERM
+        pass  # the context went away under it (not main(): it stops the thread first)
     except BaseException as exc:  # a failed write: main() closes the bag and reports it
         failure.append(exc)
 
@@ -275,23 +277,28 @@ def main(args: list[str] | None = None) -> int:
     """Entry point: records until SIGINT/SIGTERM, then writes the bag's metadata. Exit 0, 1 or 2.
 
     The executor spins in a thread of its own and the main thread waits for a stop request
-    (:class:`~spot_policy.ros.node_main.StopSignals`: signals never raise), then flushes and closes
-    the bag; further signals cannot cut the close short. rclpy's own signal handling stays off: its
-    signal thread could race the exit and abort the process ("terminate called without an active
-    exception", seen about once in 15 SIGINTs) after the bag was closed.
+    (:class:`~spot_policy.ros.node_main.StopSignals`: signals never raise), ends that thread, then
+    flushes and closes the bag; further signals cannot cut the close short. rclpy's own signal
+    handling stays off: its signal thread could race the exit and abort the process ("terminate
+    called without an active exception", seen about once in 15 SIGINTs) after the bag was closed.
+    The context is shut down only once the thread has ended: shutting it down under the thread's
+    wait to end the spin crashed the recorder once in a CI run (a segmentation fault as the wait
+    released its handles), and its bag was left without metadata.
     """
     rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
     stop = StopSignals(NODE_NAME).install()
     node: RecorderNode | None = None
     spinner: threading.Thread | None = None
     failure: list[BaseException] = []
+    done = threading.Event()
     code = 0
     try:
         node = RecorderNode()
+        wake = node.create_guard_condition(lambda: None)  # ends the thread's wait at once
         executor = SingleThreadedExecutor()
         executor.add_node(node)
         freeze_startup_heap()
-        spinner = threading.Thread(target=_spin, args=(executor, failure), name="recorder-spin", daemon=True)
+        spinner = threading.Thread(target=_spin, args=(executor, failure, done), name="recorder-spin", daemon=True)
         spinner.start()
         while spinner.is_alive() and not stop.requested:
             spinner.join(timeout=0.2)
@@ -299,11 +306,16 @@ def main(args: list[str] | None = None) -> int:
         print(f"{NODE_NAME}: {exc}", file=sys.stderr)
         code = 2
     finally:
-        if node is not None:
-            node.flush()  # while the subscriptions still exist
-        rclpy.try_shutdown()  # ends the spin
         if spinner is not None:
+            done.set()
+            wake.trigger()
             spinner.join(timeout=5.0)
+            if spinner.is_alive():  # stuck in a write: the shutdown is all that can end it
+                rclpy.try_shutdown()
+                spinner.join(timeout=5.0)
+        if node is not None:
+            node.flush()  # while the subscriptions still exist; nothing else runs now
+        rclpy.try_shutdown()
         if node is not None:
             counts = node.close()
             total = sum(counts.values())
