@@ -25,6 +25,8 @@ const services = new Map(); // name -> id
 const responses = new Map(); // call id -> resolve
 let lastBody = null;
 let lastOdom = null;
+let walking = false;
+const walkTwist = { n: 0, vx: 0, vy: 0 };
 const odomHistory = [];
 const bodyHistory = [];
 
@@ -88,6 +90,13 @@ client.on("message", ({ subscriptionId, data }) => {
     summary.odom_messages += 1;
     const p = message.pose.pose.position;
     lastOdom = { x: p.x, y: p.y, z: p.z, stamp: message.header.stamp.sec + message.header.stamp.nanosec * 1e-9 };
+    if (walking) {
+      // The twist is in the body frame (child_frame_id): forward is forward whatever the heading.
+      const v = message.twist.twist.linear;
+      walkTwist.n += 1;
+      walkTwist.vx += v.x;
+      walkTwist.vy += v.y;
+    }
     odomHistory.push(lastOdom);
     if (odomHistory.length > 5000) odomHistory.shift();
   }
@@ -133,10 +142,13 @@ const channelId = client.advertise({
 });
 const twist = { linear: { x: Number(vx), y: 0, z: 0 }, angular: { x: 0, y: 0, z: 0 } };
 const end = Date.now() + 1000 * Number(walkSeconds);
+walking = true;
 while (Date.now() < end) {
   client.sendMessage(channelId, writer.writeMessage(twist));
   await sleep(100);
 }
+walking = false;
+summary.walk_twist = { n: walkTwist.n, vx: walkTwist.vx / Math.max(1, walkTwist.n), vy: walkTwist.vy / Math.max(1, walkTwist.n) };
 client.unadvertise(channelId);
 await sleep(300);
 summary.odom_after = lastOdom;
