@@ -201,6 +201,35 @@ def test_results_are_the_same_on_any_worker_count_and_on_ray(tmp_path: Path, mon
     assert trials[0]["metrics"]["tracking_vxy_rms_m_s"] != trials[1]["metrics"]["tracking_vxy_rms_m_s"]
 
 
+DRIVER_PROBE = """
+import os, sys, time, rclpy
+from spot_policy.ros.dds_isolation import claimed_domain, isolate_environment
+from spot_policy_tools.evaluate.driver import TrialDriver
+from spot_policy_tools.evaluate.trial import TRIAL_DOMAINS
+
+with claimed_domain(TRIAL_DOMAINS) as domain:
+    isolate_environment(domain)  # this process: localhost discovery
+    rclpy.init(domain_id=domain)
+    someone = rclpy.create_node("someone")  # (kept: an unreferenced node is destroyed)
+    driver = TrialDriver(domain, dict(os.environ, ROS_AUTOMATIC_DISCOVERY_RANGE=sys.argv[1]))
+    end = time.monotonic() + 3.0
+    while time.monotonic() < end and "someone" not in driver.node.get_node_names():
+        driver.executor.spin_once(timeout_sec=0.05)
+    print("someone" in driver.node.get_node_names(), os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"])
+"""
+
+
+@pytest.mark.parametrize(("discovery", "found"), [("LOCALHOST", True), ("OFF", False)])
+def test_the_trial_driver_takes_the_nodes_dds_settings(discovery: str, found: bool) -> None:
+    """The driver's participant starts with the nodes' DDS environment (trial.py: localhost only, the
+    quick-discovery profile), not with the calling process's (a user's shell may have none of it:
+    the driver then announced itself to the LAN); the process's own is left as it was. Told
+    ``OFF``, it finds no one, though the node beside it in its process is there to be found."""
+    done = subprocess.run([sys.executable, "-c", DRIVER_PROBE, discovery], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.split() == [str(found), "LOCALHOST"]
+
+
 def test_a_ray_address_with_no_cluster_fails_in_seconds(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     with socket.socket() as probe:  # a port nothing listens on (bound, then released)
         probe.bind(("127.0.0.1", 0))

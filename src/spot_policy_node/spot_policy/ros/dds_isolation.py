@@ -85,6 +85,39 @@ def low_latency_environment(env: dict[str, str]) -> dict[str, str]:
     return env
 
 
+#: The variables the functions here set (or, ROS_STATIC_PEERS, remove).
+DDS_VARIABLES = (
+    "ROS_DOMAIN_ID",
+    "ROS_AUTOMATIC_DISCOVERY_RANGE",
+    "ROS_LOCALHOST_ONLY",
+    "ROS_STATIC_PEERS",
+    "FASTDDS_DEFAULT_PROFILES_FILE",
+    "RMW_FASTRTPS_PUBLICATION_MODE",
+)
+
+
+@contextlib.contextmanager
+def dds_environment(env: dict[str, str]) -> Iterator[None]:
+    """This process's environment takes ``env``'s DDS variables (:data:`DDS_VARIABLES`; one ``env``
+    lacks is removed) for the block, then gets its own back. For a participant that must be set up
+    as the nodes a process starts are, in a process whose environment is not theirs (an evaluation's
+    trial driver): rcl and Fast DDS read these when a context starts."""
+    saved = {key: os.environ.get(key) for key in DDS_VARIABLES}
+    try:
+        for key in DDS_VARIABLES:
+            if key in env:
+                os.environ[key] = env[key]
+            else:
+                os.environ.pop(key, None)
+        yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
 #: Fast DDS profile with quick participant discovery (config/dds/fast_discovery.xml says why).
 FAST_DISCOVERY_PROFILE = Path("dds") / "fast_discovery.xml"
 

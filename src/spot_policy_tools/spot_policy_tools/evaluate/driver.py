@@ -46,6 +46,7 @@ from std_msgs.msg import Float64MultiArray, String
 from std_srvs.srv import Trigger
 
 from spot_policy.core import contract
+from spot_policy.ros.dds_isolation import dds_environment
 from spot_policy.ros.polling import PolledGroup, take_raw
 
 #: lockstep_wait_s while the policy answers every state: 0 = wait for the answer however long it takes.
@@ -98,9 +99,18 @@ def _double(value: float) -> ParameterValue:
 class TrialDriver:
     """One rclpy context in ``domain`` for one trial; :meth:`close` when done."""
 
-    def __init__(self, domain: int, bridge: str = "sim_bridge", policy_node: str = "policy_node") -> None:
+    def __init__(
+        self,
+        domain: int,
+        env: dict[str, str] | None = None,
+        bridge: str = "sim_bridge",
+        policy_node: str = "policy_node",
+    ) -> None:
+        """``env``: the nodes' environment, whose DDS settings (localhost only, the quick-discovery
+        profile, synchronous publication: trial.py) the driver's participant takes too."""
         self.context = rclpy.Context()
-        rclpy.init(context=self.context, domain_id=domain)
+        with dds_environment(env if env is not None else dict(os.environ)):
+            rclpy.init(context=self.context, domain_id=domain)
         self.node = rclpy.create_node("evaluate_driver", context=self.context)
         n = self.node
         self.cmd_pub = n.create_publisher(Twist, contract.TOPIC_CMD_VEL, 10)

@@ -319,7 +319,7 @@ def run_trial_once(
                 broken = group.failed()
                 return f"{broken.name} exited with {broken.poll()}: {broken.tail(6)}" if broken else None
 
-            driver = TrialDriver(domain)
+            driver = TrialDriver(domain, group.env)
             _phase("nodes started")
             first_mode = segments[0][1]
             driver.start(None, first_mode, alive)  # the bridge starts in the trial's initial pose
