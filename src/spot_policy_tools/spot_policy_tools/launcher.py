@@ -7,6 +7,8 @@ server process that has imported the node's module already (:class:`ForkedNodePr
 process - what an evaluation that starts two nodes per trial, hundreds of times, needs. With
 ``fork_here``, the group forks its nodes from the calling process instead, which must itself be a
 fresh fork of that server (an evaluation's trial process): one server for the whole evaluation.
+A preloaded group also starts :class:`ComposedNodes`: several nodes as one forked process (an
+evaluation trial's lock-stepped sim bridge and policy node).
 
 Stopping sends SIGINT (a clean ROS shutdown), then SIGTERM, then SIGKILL, each after a grace
 period. A node also gets SIGTERM when the process that started it dies (Linux's parent-death
