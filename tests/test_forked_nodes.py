@@ -42,6 +42,9 @@ def test_forkable_mains_are_the_executables_entry_points() -> None:
     scripts = _console_scripts()
     for executable, module in FORKABLE_MAINS.items():
         assert scripts.get(executable) == module, f"{executable}: setup.py says {scripts.get(executable)}"
+    from spot_policy_tools.composed_nodes import NODE_CLASSES
+
+    assert set(NODE_CLASSES) == set(FORKABLE_MAINS)  # what ComposedNodes accepts, the process can build
 
 
 @pytest.mark.parametrize("preloaded", [False, True], ids=["executable", "forked"])

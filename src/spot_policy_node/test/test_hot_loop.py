@@ -205,7 +205,7 @@ def test_spin_returns_when_the_context_shuts_down(context: Context) -> None:
 
 
 class Relay(Node):
-    """Hot on ``inbox``: each message taken goes on to ``outbox``, one more in its first byte."""
+    """Hot on ``inbox``: each message taken goes on to ``outbox`` with one ``x`` more (until 200)."""
 
     def __init__(self, name: str, inbox: str, outbox: str, context: Context) -> None:
         super().__init__(name, context=context)
