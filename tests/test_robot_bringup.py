@@ -47,6 +47,15 @@ def test_robot_specs_resolve_and_reuse_the_simulation_policy_node() -> None:
         assert all(path.is_file() for path in spec.param_paths())
 
 
+def test_a_recorded_bring_up_starts_the_recorder_first_and_holds_the_policy_node_for_it() -> None:
+    """What `spot-policy robot` starts: the node's first stand waits for the recorder (test_policy_node.py)."""
+    specs = bringup.recorded(bringup.robot_nodes("spot_flat_mjx", teleop=True), Path("/tmp/bag"), sim_time=False)
+    assert [s.name for s in specs] == ["recorder", "hw_bridge", "policy_node", "teleop"]
+    assert specs[0].overrides["use_sim_time"] is False
+    waiting = {s.name for s in specs if s.overrides.get("start_after_debug_readers") == 1}
+    assert waiting == {"policy_node"}
+
+
 def test_hw_bridge_yaml_sets_exactly_the_declared_parameters_and_no_credentials() -> None:
     params = yaml.safe_load((ROOT / "config" / "hw_bridge.yaml").read_text())["hw_bridge"]["ros__parameters"]
     source = BRIDGE_NODE.read_text()

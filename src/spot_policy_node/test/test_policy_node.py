@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import time
 from collections.abc import Iterator
@@ -12,6 +13,7 @@ import numpy as np
 import pytest
 import rclpy
 from rclpy.parameter import Parameter
+from std_msgs.msg import Float32MultiArray, Int64MultiArray
 
 from spot_policy.core import contract
 from spot_policy.core.onnx_mlp import mlp_forward, random_mlp
@@ -196,6 +198,50 @@ def test_missing_joints_refuse_to_leave_idle(rig: Rig) -> None:
     assert not response.success and "joint_states lacks joints hl_kn" in response.message
     rig.steps(3, names=names)
     assert rig.h.take_commands() == []
+
+
+@pytest.mark.parametrize("rig", [{"start_after_debug_readers": 1}], indirect=True)
+def test_a_recorded_node_leaves_idle_only_once_its_debug_stream_is_read(rig: Rig) -> None:
+    """start_after_debug_readers: stand and walk wait for the node's own writers to match a reader of
+    ~/step, ~/observation and ~/action (what the graph lists can come before); then it stays met."""
+    rig.steps(3)
+    refused = rig.h.call("stand")
+    assert not refused.success, refused.message
+    assert "start_after_debug_readers" in refused.message and "~/step 0" in refused.message, refused.message
+    assert rig.h.call("stop").success  # stopping is never held
+    topics = {"step": Int64MultiArray, "observation": Float32MultiArray, "action": Float32MultiArray}
+    readers = {n: rig.h.create_subscription(t, f"/policy_node/{n}", lambda _m: None, 100) for n, t in topics.items()}
+    pubs = (rig.node.step_pub, rig.node.obs_pub, rig.node.action_pub)
+    assert wait_until(lambda: all(p.get_subscription_count() >= 1 for p in pubs), timeout=10)
+    rig.h.destroy_subscription(readers.pop("action"))
+    assert wait_until(lambda: rig.node.action_pub.get_subscription_count() == 0, timeout=10)
+    rig.steps(3)
+    still = rig.h.call("stand")
+    assert not still.success and "~/action 0" in still.message and "~/step 1" in still.message, still.message
+    readers["action"] = rig.h.create_subscription(Float32MultiArray, "/policy_node/action", lambda _m: None, 100)
+    assert wait_until(lambda: rig.node.action_pub.get_subscription_count() >= 1, timeout=10)
+    rig.steps(3)
+    assert rig.h.call("stand").success
+    for reader in readers.values():  # the recorder goes away: the robot is not held idle again
+        rig.h.destroy_subscription(reader)
+    assert wait_until(lambda: all(p.get_subscription_count() == 0 for p in pubs), timeout=10)
+    assert rig.h.call("stop").success
+    rig.steps(3)
+    assert rig.h.call("walk").success
+
+
+@pytest.mark.parametrize(
+    ("params", "message"),
+    [
+        ({"start_after_debug_readers": -1}, "start_after_debug_readers is -1; use 0 (none) or more"),
+        ({"start_after_debug_readers": 1, "publish_debug": False}, "needs publish_debug: true"),
+    ],
+)
+def test_start_after_debug_readers_refuses_bad_values(run: Path, params: dict, message: str) -> None:
+    overrides = [Parameter("policy", value=str(run)), Parameter("providers", value=["cpu"])]
+    overrides += [Parameter(k, value=v) for k, v in params.items()]
+    with pytest.raises(ValueError, match=re.escape(message)):
+        PolicyNode(parameter_overrides=overrides)
 
 
 @pytest.mark.parametrize("rig", [{"trigger": "input"}], indirect=True)

@@ -264,7 +264,7 @@ def run_in_sim(args: argparse.Namespace) -> int:
         teleop=False,
         extra_bridge_params={"initial_pose": pose, "start_after_readers": JOB_STATE_READERS},
     )
-    specs.insert(0, bringup.recorder(sim_out / "bag"))
+    specs = bringup.recorded(specs, sim_out / "bag")
     player = bringup.profile_player(str(profile_path), recorded=True)
     player = replace(player, overrides={**player.overrides, "cmd_rate_hz": 1.0 / loaded.spec.control_dt})
     started = time.monotonic()

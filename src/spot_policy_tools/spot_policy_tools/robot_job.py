@@ -128,7 +128,7 @@ def main(args: argparse.Namespace) -> int:
         bridge = {"hostname": args.hostname, "port": args.port, "ca_cert": args.ca_cert}
         target = f"the robot at {args.hostname}:{args.port}"
     specs = bringup.robot_nodes(args.policy, teleop=False, extra_bridge_params=bridge)
-    specs.append(bringup.recorder(out / "bag", sim_time=False))
+    specs = bringup.recorded(specs, out / "bag", sim_time=False)
     specs += live_session.view_specs(args, accept_cmd_vel=False)
     print(f"spot-policy robot: profile '{profile.name}' ({profile.duration:.1f} s), policy {args.policy}, "
           f"{target}, ROS domain {domain}; run folder {out}")  # fmt: skip

@@ -230,8 +230,8 @@ def main(args: argparse.Namespace) -> int:
     )
     if args.duration is not None:
         return run_soak(args, specs, profile, out, domain)
-    # The recorder first: subscribed before the policy node's first step (replay needs every one).
-    specs.insert(0, bringup.recorder(out / "bag", lockstep=args.lockstep))
+    # The recorder first, and the policy node's first step only once it reads them (replay needs every one).
+    specs = bringup.recorded(specs, out / "bag", lockstep=args.lockstep)
     specs += live_session.view_specs(args, accept_cmd_vel=by_hand)
     mode = "lockstep" if args.lockstep else "realtime"
     if by_hand:

@@ -11,7 +11,7 @@ import os
 import shutil
 import sys
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -154,6 +154,19 @@ def profile_player(profile: str, sim_time: bool = True, recover: bool = False, r
     if recorded:
         params["wait_for_subscribers"] = RECORDED_STEPS_TOPIC
     return NodeSpec("spot_policy", "profile_player", "profile_player", (), params)
+
+
+def awaiting_recorder(specs: Sequence[NodeSpec]) -> list[NodeSpec]:
+    """``specs`` with their policy node holding its first stand or walk until a recorder reads its
+    debug stream (``start_after_debug_readers``): it is not latched, so a recorder whose subscription
+    matched late would miss the run's first steps, and replay needs every one."""
+    waits = {"start_after_debug_readers": 1}
+    return [replace(s, overrides={**s.overrides, **waits}) if s.executable == "policy_node" else s for s in specs]
+
+
+def recorded(specs: Sequence[NodeSpec], out: Path, sim_time: bool = True, lockstep: bool = False) -> list[NodeSpec]:
+    """A recorder (started first) and ``specs`` :func:`awaiting_recorder`."""
+    return [recorder(out, sim_time, lockstep), *awaiting_recorder(specs)]
 
 
 def recorder(out: Path, sim_time: bool = True, lockstep: bool = False) -> NodeSpec:

@@ -68,6 +68,8 @@ def node_actions(specs: list[bringup.NodeSpec], record_dir: str | None = None, s
     """
     actions: list = []
     bag = bringup.bag_record_command(record_dir, sim_time=sim_time) if record_dir else None
+    if record_dir:
+        specs = bringup.awaiting_recorder(specs)
     if record_dir and bag is None:
         specs = [*specs, bringup.recorder(record_dir, sim_time=sim_time)]
         actions.append(LogInfo(msg="record: ros2 bag (rosbag2 with rosbag2_storage_mcap) is not installed; "

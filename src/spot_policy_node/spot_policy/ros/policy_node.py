@@ -68,6 +68,7 @@ class PolicyNode(Node):
                 ("diagnostics_period_s", 1.0),
                 ("executor", "single"),
                 ("publish_debug", True),
+                ("start_after_debug_readers", 0),
             ],
         )
         params = {param.name: param.value for param in p}
@@ -98,6 +99,16 @@ class PolicyNode(Node):
         self._seq = 0
         self._op, self._op_ns = "init", 0  # what the node is doing, at which clock time (for events)
         self._newest_input_ns = 0  # the newest state input's arrival on the node's clock
+        # A recorded run: the first stand/walk waits until the recorder reads the debug stream (it is
+        # not latched; a reader matched late loses the steps before). The graph a job sees can list
+        # the recorder's subscription before this node's writers have matched it (seen: 1 s later).
+        self._debug_readers_wanted = int(params["start_after_debug_readers"])
+        if self._debug_readers_wanted < 0:
+            raise ValueError(
+                f"parameter start_after_debug_readers is {self._debug_readers_wanted}; use 0 (none) or more"
+            )
+        if self._debug_readers_wanted and not self.publish_debug:
+            raise ValueError("parameter start_after_debug_readers needs publish_debug: true (nothing to wait for)")
         if self.publish_debug:
             self._setup_debug(config)
 
@@ -321,6 +332,11 @@ class PolicyNode(Node):
         self.obs_pub = publisher(Float32MultiArray, debug.TOPIC_OBSERVATION, DEBUG_QOS)
         self.action_pub = publisher(Float32MultiArray, debug.TOPIC_ACTION, DEBUG_QOS)
         self.events_pub = publisher(String, debug.TOPIC_EVENTS, EVENTS_QOS)
+        self._debug_pubs = {
+            debug.TOPIC_STEP: self.step_pub,
+            debug.TOPIC_OBSERVATION: self.obs_pub,
+            debug.TOPIC_ACTION: self.action_pub,
+        }
         # Each step publishes serialized bytes: a constant layout prefix + the values (cheap).
         self._step_prefix = debug.multiarray_prefix("step", len(debug.STEP_FIELDS), 8)
         self._obs_prefix = debug.multiarray_prefix("obs", spec.obs_dim, 4)
@@ -377,7 +393,11 @@ class PolicyNode(Node):
         def handle(_request: Trigger.Request, response: Trigger.Response) -> Trigger.Response:
             now_ns = self.get_clock().now().nanoseconds
             self._op, self._op_ns = "service", now_ns
-            response.success, response.message = self.controller.request(mode, now_ns * 1e-9)
+            unread = self._debug_unread() if mode is not Mode.IDLE else ""
+            if unread:
+                response.success, response.message = False, unread
+            else:
+                response.success, response.message = self.controller.request(mode, now_ns * 1e-9)
             self._event("request", requested=mode.value, accepted=response.success, message=response.message)
             if not response.success:
                 self.get_logger().warning(
@@ -386,6 +406,22 @@ class PolicyNode(Node):
             return response
 
         return handle
+
+    def _debug_unread(self) -> str:
+        """Why a stand/walk must wait for the debug stream's readers ("" once they matched: from then
+        on a recorder that goes away never keeps the robot from standing)."""
+        wanted = self._debug_readers_wanted
+        if not wanted:
+            return ""
+        counts = {f"~/{n}": pub.get_subscription_count() for n, pub in self._debug_pubs.items()}
+        if min(counts.values()) >= wanted:
+            self._debug_readers_wanted = 0
+            return ""
+        matched = ", ".join(f"{topic} {n}" for topic, n in counts.items())
+        return (
+            f"waiting for {wanted} reader(s) of the debug stream (start_after_debug_readers), matched: {matched}; "
+            "fix: start the recorder, or set start_after_debug_readers: 0"
+        )
 
     def _on_reset(self, _request: Trigger.Request, response: Trigger.Response) -> Trigger.Response:
         self._op, self._op_ns = "service", self.get_clock().now().nanoseconds
