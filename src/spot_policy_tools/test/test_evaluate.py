@@ -194,11 +194,45 @@ def test_results_are_the_same_on_any_worker_count_and_on_ray(tmp_path: Path, mon
         == ["policy_node.log"] * 5 + ["sim_bridge.log"] * 5
     )
     assert {p.name for p in (outs["two"] / "trials").rglob("*.log")} == {"nodes.log"}
+    # --workers 2 is two play slots: the pool's four processes start trials, never more than two play.
+    for name in ("two", "separate"):
+        spans = [t["play_span_s"] for t in json.loads((outs[name] / "timing.json").read_text())["trials"]]
+        assert len(spans) == 5 and max_overlap(spans) <= 2, (name, spans)
     doc = json.loads(texts["one"])
     assert doc["complete"] and len(doc["policies"][0]["scenarios"]) == len(SUBSET)
     # Two trials of one scenario differ (seeded initial pose): the spread is real, not a copy.
     trials = doc["policies"][0]["scenarios"]["track_steps"]["trials"]
     assert trials[0]["metrics"]["tracking_vxy_rms_m_s"] != trials[1]["metrics"]["tracking_vxy_rms_m_s"]
+
+
+def max_overlap(spans: list[list[float]]) -> int:
+    """The most intervals [start, end] open at one instant (an end before a start at the same time)."""
+    edges = sorted([(start, 1) for start, _ in spans] + [(end, -1) for _, end in spans], key=lambda e: (e[0], e[1]))
+    open_now = most = 0
+    for _, step in edges:
+        open_now += step
+        most = max(most, open_now)
+    return most
+
+
+def test_a_play_slot_is_held_by_one_worker_at_a_time_and_given_up_on_halt() -> None:
+    """trial.PlaySlot over the real cross-process semaphore and event a local pool shares."""
+    import multiprocessing
+
+    from spot_policy_tools.evaluate.trial import PlaySlot
+
+    ctx = multiprocessing.get_context("forkserver")
+    slots, halt = ctx.BoundedSemaphore(1), ctx.Event()
+    first, second = PlaySlot(slots, halt), PlaySlot(slots, halt)
+    assert first.acquire() and first.held
+    halt.set()  # interrupted while the only slot is taken: the second gives up instead of waiting
+    assert second.acquire() is False and not second.held
+    first.release()
+    first.release()  # once only: a bounded semaphore would raise on a second release
+    halt.clear()
+    assert second.acquire() and second.held
+    second.release()
+    assert PlaySlot(None, None).acquire()  # one worker (or Ray): no slots, plays at once
 
 
 DRIVER_PROBE = """

@@ -7,7 +7,8 @@
   same suite on one worker and beside it with ``--separate-processes`` (each trial's two nodes in
   processes of their own instead of composed in one); how many cores the trial alone kept busy (what
   bounds the gain of a second worker on this machine); the suite's wall time, and the peak memory
-  of a worker with the processes it starts and of the whole evaluation.
+  of a worker process with the processes it starts and of the whole evaluation. (``--workers 2`` is
+  two play slots over four worker processes: two trials play while two start up, trial.PlaySlot.)
 - ``evaluate_standard``: the ``standard`` suite's wall time with ``--workers 2`` (minutes).
 
 Each run is ``spot-policy evaluate`` in a subprocess; its process tree is sampled from /proc for
@@ -28,6 +29,7 @@ import time
 from pathlib import Path
 
 from spot_policy_tools.bench.common import Row
+from spot_policy_tools.evaluate.runner import PROCESSES_PER_SLOT
 
 PAGE_KB = os.sysconf("SC_PAGE_SIZE") // 1024
 
@@ -234,7 +236,7 @@ def bench_evaluate(args: argparse.Namespace) -> list[Row]:
         ),
         Row(
             "evaluate",
-            "peak memory per worker (PSS: worker, its trial process, that trial's nodes)",
+            "peak memory per worker process (PSS: worker, its trial process, that trial's nodes)",
             "MB",
             max(peaks, default=float("nan")),
             float("nan"),
@@ -242,7 +244,8 @@ def bench_evaluate(args: argparse.Namespace) -> list[Row]:
         ),
         Row(
             "evaluate",
-            "peak memory of the whole evaluation, --workers 2 (PSS: the command, its fork server, the workers)",
+            f"peak memory of the whole evaluation, --workers 2 (PSS: the command, its fork server, "
+            f"{2 * PROCESSES_PER_SLOT} worker processes)",
             "MB",
             max(wholes, default=float("nan")),
             float("nan"),

@@ -47,7 +47,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--tolerance", type=float, default=0.10, help="regression tolerance as a fraction of each threshold (0.10)"
     )
-    parser.add_argument("--workers", type=int, default=1, help="trials in parallel on this machine (processes)")
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="trials playing at once on this machine (about one core each); with 2 or more, as many again "
+        "start up meanwhile and wait standing at sim time 0 (results do not depend on it)",
+    )
     parser.add_argument(
         "--ray",
         default=None,
@@ -169,6 +175,7 @@ def main(args: argparse.Namespace) -> int:
                     "scenario",
                     "trial",
                     "wall_s",
+                    "slot_wait_s",
                     "play_wall_s",
                     "sim_s",
                     "timing",
@@ -177,6 +184,7 @@ def main(args: argparse.Namespace) -> int:
                     "retried_after",
                 )
             }
+            | _play_span(r, None if args.ray else started)
             for r in results
         ],
     }
@@ -205,3 +213,12 @@ def main(args: argparse.Namespace) -> int:
     if args.strict and not all(p["score"]["passed_all"] for p in doc["policies"]):
         return 1
     return 0
+
+
+def _play_span(result: dict, started: float | None) -> dict:
+    """When the trial played, in s since the evaluation started (local runs: one clock), as
+    ``play_span_s``; nothing for a Ray run or a trial that did not play."""
+    span = result.get("play_span")
+    if started is None or not span:
+        return {}
+    return {"play_span_s": [round(span[0] - started, 3), round(span[1] - started, 3)]}

@@ -202,17 +202,21 @@ def longest_first(specs: Sequence[TrialSpec]) -> list[TrialSpec]:
     return sorted(specs, key=expected_wall_s, reverse=True)
 
 
+#: Worker processes per play slot (``--workers``): one trial plays while the other starts up.
+PROCESSES_PER_SLOT = 2
+
+
 def _trial_ok(result: dict) -> bool:
     return result.get("error") is None and not result.get("failed_checks")
 
 
-def _worker_init(halt: Any) -> None:
+def _worker_init(halt: Any, slots: Any) -> None:
     import signal
 
-    from spot_policy_tools.evaluate.trial import install_halt
+    from spot_policy_tools.evaluate.trial import install_worker
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides; children finish their trial
-    install_halt(halt)
+    install_worker(halt, slots)
 
 
 def run_local(
@@ -239,9 +243,12 @@ def run_local(
     # trials in forks of itself that fork their nodes in turn (trial.run_trial_in_fork).
     # One trial more than workers is submitted, so a worker that finishes takes the next at once
     # (no round trip through this process); after Ctrl-C a queued one does not start (``halt``).
+    # ``workers`` trials play at once; as many more start up meanwhile (trial.PlaySlot), each then
+    # standing at sim time 0 until a slot frees.
     ctx = fork_server(*TRIAL_MODULES)
-    halt = ctx.Event()
-    pool = ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_worker_init, initargs=(halt,))
+    halt, slots = ctx.Event(), ctx.BoundedSemaphore(workers)
+    processes = workers * PROCESSES_PER_SLOT
+    pool = ProcessPoolExecutor(max_workers=processes, mp_context=ctx, initializer=_worker_init, initargs=(halt, slots))
     pending: dict[Future, TrialSpec] = {}
     queue = longest_first(specs)
     interrupted = False
@@ -255,7 +262,7 @@ def run_local(
 
     try:
         while queue or pending:
-            while queue and len(pending) <= workers and not stop.is_set():
+            while queue and len(pending) <= processes and not stop.is_set():
                 spec = queue.pop(0)
                 pending[pool.submit(run_trial, spec, isolated=True)] = spec
             if not pending:

@@ -210,10 +210,41 @@ TRIAL_MODULES = (
 #: In a local pool's worker (runner.run_local): set once the evaluation is interrupted, so a trial
 #: queued for the worker before the Ctrl-C does not start.
 _halt: list[Any] = [None]
+#: In a local pool's worker: the evaluation's play slots (a semaphore of ``--workers``), or None.
+_slots: list[Any] = [None]
+#: How often a trial waiting for a play slot looks at ``_halt``.
+SLOT_POLL_S = 0.1
 
 
-def install_halt(event: Any) -> None:
-    _halt[0] = event
+def install_worker(halt: Any, slots: Any = None) -> None:
+    _halt[0], _slots[0] = halt, slots
+
+
+class PlaySlot:
+    """One of the evaluation's ``--workers`` play slots, held by a worker while its trial plays.
+
+    A pool has more worker processes than slots: the extra ones start their trial's nodes, find the
+    services and stand the robot at sim time 0 (the bridge holds there, lock-stepped behind its
+    barrier, so waiting changes nothing in the run) while the others play; a slot that frees is
+    taken by a trial already standing. Start-up is mostly waiting on discovery, so it fills what
+    would be idle time. The worker, not the trial process, holds the slot: a trial process that
+    dies cannot keep it."""
+
+    def __init__(self, slots: Any, halt: Any) -> None:
+        self.slots, self.halt, self.held = slots, halt, False
+
+    def acquire(self) -> bool:
+        """True once held (at once without slots); False if the evaluation was interrupted meanwhile."""
+        while self.slots is not None and not self.held:
+            if self.halt is not None and self.halt.is_set():
+                return False
+            self.held = self.slots.acquire(timeout=SLOT_POLL_S)
+        return True
+
+    def release(self) -> None:
+        if self.held:
+            self.held = False
+            self.slots.release()
 
 
 def run_trial(
@@ -244,32 +275,48 @@ def run_trial_in_fork(spec: TrialSpec) -> dict[str, Any]:
     """:func:`run_trial_once` in a fork of this process, which forks the trial's nodes from itself
     before it starts ROS: this process never starts ROS, so it stays safe to fork for the next
     trial, and with it one fork server serves a whole evaluation (no imports per worker, no fork
-    server per worker)."""
+    server per worker). Between standing and playing the trial asks this process for a
+    :class:`PlaySlot` ("ready"; "played" when done with it)."""
     import multiprocessing
 
     context = multiprocessing.get_context("fork")
-    receive, send = context.Pipe(duplex=False)
-    child = context.Process(target=_trial_child, args=(spec, send), name=f"trial {spec.scenario.name}")
+    here, there = context.Pipe(duplex=True)
+    child = context.Process(target=_trial_child, args=(spec, there), name=f"trial {spec.scenario.name}")
     child.start()
-    send.close()
+    there.close()
+    slot = PlaySlot(_slots[0], _halt[0])
     try:
-        result = receive.recv()  # the child exits right after: multiprocessing reaps it at the next start
+        while True:  # the child exits right after its result: multiprocessing reaps it at the next start
+            message = here.recv()
+            if message == "ready":
+                here.send(slot.acquire())
+            elif message == "played":
+                slot.release()
+            else:
+                result = message
+                break
     except EOFError:
         child.join()  # its exit status, for the message
         result = {"scenario": spec.scenario.name, "trial": spec.trial, "seed": spec.seed,
                   "error": f"the trial process exited with {child.exitcode} before its result"}  # fmt: skip
     finally:
-        receive.close()
+        slot.release()
+        here.close()
     return result
 
 
-def _trial_child(spec: TrialSpec, send) -> None:
+def _trial_child(spec: TrialSpec, parent) -> None:
     from spot_policy_tools.launcher import end_with_parent
 
     end_with_parent()
-    result = run_trial_once(spec, fork_here=True)
-    send.send(result)
-    send.close()
+
+    def may_play() -> bool:
+        parent.send("ready")
+        return bool(parent.recv())
+
+    result = run_trial_once(spec, fork_here=True, may_play=may_play, played=lambda: parent.send("played"))
+    parent.send(result)
+    parent.close()
 
 
 def run_trial_once(
@@ -277,9 +324,13 @@ def run_trial_once(
     progress: Callable[[float], None] | None = None,
     stop: threading.Event | None = None,
     fork_here: bool = False,
+    may_play: Callable[[], bool] | None = None,
+    played: Callable[[], None] | None = None,
 ) -> dict[str, Any]:
     """Run, record and score one trial; never raises for a trial that went wrong (``error`` says why).
-    ``fork_here``: fork the nodes from this process (:class:`spot_policy_tools.launcher.NodeGroup`)."""
+    ``fork_here``: fork the nodes from this process (:class:`spot_policy_tools.launcher.NodeGroup`).
+    ``may_play``: asked once the robot stands at sim time 0; blocks until the trial may play, False
+    if it must not (interrupted); ``played``: called when the play is over (:class:`PlaySlot`)."""
     from spot_policy_tools.evaluate.driver import DriverError, TrialDriver, timeline
     from spot_policy_tools.evaluate.trial_data import TrialDataError, collect, trial_data
     from spot_policy_tools.launcher import ComposedNodes, NodeGroup
@@ -324,9 +375,19 @@ def run_trial_once(
             first_mode = segments[0][1]
             driver.start(None, first_mode, alive)  # the bridge starts in the trial's initial pose
             _phase("standing")
+            waiting = time.monotonic()
+            if may_play is not None and not may_play():
+                raise DriverError("interrupted")
             playing = time.monotonic()
-            driver.play(points, first_mode, alive, wall_limit, progress)
-            result["play_wall_s"] = round(time.monotonic() - playing, 3)  # sim time 0 to the end
+            result["slot_wait_s"] = round(playing - waiting, 3)
+            try:
+                driver.play(points, first_mode, alive, wall_limit, progress)
+            finally:
+                ended = time.monotonic()  # before the slot goes: spans of one slot never overlap
+                if played is not None:
+                    played()
+            result["play_wall_s"] = round(ended - playing, 3)  # sim time 0 to the end
+            result["play_span"] = (playing, ended)  # this machine's monotonic clock (timing.json)
             recorded = driver.series()
             _phase("played")
         except DriverError as exc:
