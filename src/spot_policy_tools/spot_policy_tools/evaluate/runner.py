@@ -241,10 +241,10 @@ def run_local(
         return results, False
     # Workers are forks of one server that has imported everything a trial needs; each runs its
     # trials in forks of itself that fork their nodes in turn (trial.run_trial_in_fork).
-    # One trial more than workers is submitted, so a worker that finishes takes the next at once
-    # (no round trip through this process); after Ctrl-C a queued one does not start (``halt``).
     # ``workers`` trials play at once; as many more start up meanwhile (trial.PlaySlot), each then
-    # standing at sim time 0 until a slot frees.
+    # standing at sim time 0 until a slot frees. One trial more than processes is submitted, so a
+    # worker that finishes takes the next at once (no round trip through this process); after
+    # Ctrl-C neither a queued nor a standing one plays (``halt``).
     ctx = fork_server(*TRIAL_MODULES)
     halt, slots = ctx.Event(), ctx.BoundedSemaphore(workers)
     processes = workers * PROCESSES_PER_SLOT
