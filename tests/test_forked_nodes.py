@@ -149,7 +149,7 @@ def test_the_fork_server_preload_leaves_a_forked_node_nothing_to_load(executable
         "import spot_policy_tools.node_preload\n"
         "frozen = gc.get_freeze_count()\n"
         "from spot_policy.ros import bringup, node_main\n"
-        "from spot_policy_tools.launcher import FORKABLE_MAINS, ComposedNodes\n"
+        "from spot_policy_tools.launcher import ComposedNodes, main_module\n"
         "assert not rclpy.ok(), 'the preload must not initialise ROS'\n"
         "nodes = bringup.sim_nodes('spot_flat_mjx', realtime=False, teleop=False)\n"
         f"spec = next((s for s in nodes if s.executable == {executable!r}), ComposedNodes(nodes))\n"
@@ -159,8 +159,7 @@ def test_the_fork_server_preload_leaves_a_forked_node_nothing_to_load(executable
         "    print(sorted(set(sys.modules) - before), flush=True)\n"
         "    os._exit(0)\n"
         "node_main.freeze_startup_heap = built  # called once the node is built, before it spins\n"
-        "module = getattr(spec, 'module', None) or FORKABLE_MAINS[spec.executable]\n"
-        "importlib.import_module(module).main(spec.command())\n"
+        "importlib.import_module(main_module(spec)).main(spec.command())\n"
         "sys.exit('the node did not get built')\n"
     )
     done = run_probe(probe)

@@ -178,6 +178,11 @@ class ComposedNodes:
         return argv
 
 
+def main_module(spec: NodeSpec | ComposedNodes) -> str:
+    """The module whose ``main`` a forked process of ``spec`` runs."""
+    return spec.module if isinstance(spec, ComposedNodes) else FORKABLE_MAINS[spec.executable]
+
+
 def fork_server(*also_preload: str) -> multiprocessing.context.BaseContext:
     """The forkserver context: a clean single-threaded server that imports ``also_preload`` and the
     forkable nodes' modules and does their one-off start-up work once
@@ -239,7 +244,7 @@ class ForkedNodeProcess(NodeProcess):
         context = multiprocessing.get_context("fork") if fork_here else fork_server()
         self.proc = context.Process(
             target=_run_forked_node,
-            args=(getattr(spec, "module", None) or FORKABLE_MAINS[spec.executable], argv, str(self.log_path), env),
+            args=(main_module(spec), argv, str(self.log_path), env),
             name=spec.name,
             daemon=False,
         )
