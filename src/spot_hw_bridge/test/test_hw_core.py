@@ -206,6 +206,41 @@ def test_fault_while_streaming_reaches_the_safe_behaviour_within_200_ms(gains, f
         assert emulator.lease_owner == ("tablet" if fault == "lease_taken" else "")
 
 
+def test_a_state_stall_during_the_activation_request_is_caught_within_the_bound(gains) -> None:
+    """The activation's RobotCommand keeps the bridge's supervisor waiting (here 1 s: the robot is slow
+    to answer); the watchdogs run apart from it, so a state stream that stalls meanwhile still ends
+    joint control within the bound, and the robot gets its stand once the request returns. (With the
+    watchdogs on the supervisor's thread this was noticed only after the request: a CI failure.)"""
+    rec = Recorder()
+    with running_emulator() as emulator:
+        body = emulator.body
+        accept = body.command
+        injected: list[float] = []
+
+        def slow_activation(kind: str, *args, **kwargs) -> int:
+            if kind == "joint" and not injected:
+                emulator.inject("state_stall", True)
+                injected.append(emulator.fault_times["state_stall"])
+                time.sleep(1.0)
+            return accept(kind, *args, **kwargs)
+
+        body.command = slow_activation
+        core = make_core(emulator, gains, rec)
+        core.start()
+        feeder = Feeder(core, gains)
+        try:
+            assert wait_for(lambda: bool(injected), 3.0), core.reason
+            assert wait_for(lambda: left_active_at(core, injected[0]) is not None, 0.5), core.reason
+            assert left_active_at(core, injected[0]) - injected[0] <= SAFE_WITHIN_S
+            assert "state stream lost" in core.reason and core.phase is Phase.READY
+            assert wait_for(lambda: any(w == "stand command" and t > injected[0] for t, w in body.events), 3.0)
+            assert not any("joint control active" in m for _, m in rec.events), rec.text()
+            emulator.clear("state_stall")
+        finally:
+            feeder.stop()
+            core.stop()
+
+
 def test_commands_that_stop_while_joint_control_is_held_off_are_reported_once(gains) -> None:
     """A node dying during a link fault's hold-off (the robot already standing) is still said: a
     run then shows why joint control never resumed, and the robot keeps its stand."""

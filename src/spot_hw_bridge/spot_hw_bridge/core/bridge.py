@@ -178,6 +178,7 @@ class HwBridge:
         self._sent: dict[int, int] = {}  # key -> acquisition time (robot ns) of the state it answered
         self._pending_action: str | None = None  # "stand" | "power_off" | "activate"
         self._supervisor: threading.Thread | None = None
+        self._watchdog: threading.Thread | None = None
         self._monitor: threading.Thread | None = None
         self.preflight: dict[str, str] = {}
         self.lease_returned = False
@@ -252,9 +253,10 @@ class HwBridge:
             self._release("power_off" if self._powered_by_us else None)
             raise error from None
         self._supervisor = threading.Thread(target=self._supervise, name="hw_bridge_supervisor", daemon=True)
+        self._watchdog = threading.Thread(target=self._watch_timeouts, name="hw_bridge_watchdog", daemon=True)
         self._monitor = threading.Thread(target=self._watch_robot, name="hw_bridge_monitor", daemon=True)
-        self._supervisor.start()
-        self._monitor.start()
+        for thread in (self._supervisor, self._watchdog, self._monitor):
+            thread.start()
         self._set_phase(Phase.READY, "standing (the robot's own stand); joint control starts with a joint_command")
         self._emit("info", f"ready: {self._reason}")
 
@@ -290,7 +292,7 @@ class HwBridge:
         self._wake.set()
         was = self._phase
         self._end_stream()
-        for thread in (self._supervisor, self._monitor):
+        for thread in (self._supervisor, self._watchdog, self._monitor):
             if thread is not None and thread.is_alive():
                 thread.join(timeout=3.0)
         action = None
@@ -787,14 +789,34 @@ class HwBridge:
 
     # ------------------------------------------------------------------ supervisor (its own thread)
     def _supervise(self) -> None:
-        """Runs robot actions off the hot path and the watchdogs that need no state message."""
+        """Runs the robot actions (activate, stand, power off) and the clock-skew refresh off the hot
+        path. They block on RPCs for up to seconds, so the watchdogs have a thread of their own."""
         next_skew = time.monotonic() + 1.0
-        next_restart = 0.0
         while not self._stopping.is_set():
             self._wake.wait(0.01)
             self._wake.clear()
             if self._stopping.is_set():
                 break
+            with self._lock:
+                action, self._pending_action = self._pending_action, None
+            if action == "activate" and not self._stopping.is_set():
+                self._activate()
+            elif action in ("stand", "power_off"):
+                self._safe_action(action)
+            if time.monotonic() >= next_skew:
+                next_skew = time.monotonic() + 1.0
+                try:
+                    self._refresh_skew()
+                except Exception as exc:
+                    _LOGGER.debug("clock skew refresh failed: %s", describe(exc))
+
+    # ------------------------------------------------------------------ watchdog (its own thread)
+    def _watch_timeouts(self) -> None:
+        """The watchdogs that need no state message: the state stream silent, joint_command stale.
+        Every 10 ms, also while the supervisor waits on the robot (an activation takes up to 3 s: a
+        state stream that stalled then went unnoticed until it ended)."""
+        next_restart = 0.0
+        while not self._stopping.wait(0.01):
             now = time.monotonic()
             gap = now - self._last_state_mono
             if gap > self.config.state_timeout_s and self._phase in (Phase.ACTIVE, Phase.READY):
@@ -818,18 +840,6 @@ class HwBridge:
                         self._command_lost(age)
                     elif self._phase is Phase.READY and self._commands_flowing:
                         self._command_lost_held_off(age)
-            with self._lock:
-                action, self._pending_action = self._pending_action, None
-            if action == "activate" and not self._stopping.is_set():
-                self._activate()
-            elif action in ("stand", "power_off"):
-                self._safe_action(action)
-            if now >= next_skew:
-                next_skew = now + 1.0
-                try:
-                    self._refresh_skew()
-                except Exception as exc:
-                    _LOGGER.debug("clock skew refresh failed: %s", describe(exc))
 
     def _activate(self) -> None:
         from bosdyn.client.robot_command import RobotCommandBuilder, RobotCommandClient
@@ -849,13 +859,17 @@ class HwBridge:
             target=self._run_command_stream, args=(generation, commands), name="hw_bridge_commands", daemon=True
         )
         self._stream_thread.start()
-        if not self._first_sent.wait(1.0):
-            self._hold_until = time.monotonic() + self.config.recovery_s
-            self._enter_safe(
-                "joint control not started: no state message to answer within 1 s; fix: check the state stream",
-                kind="stream",
-            )
-            return
+        deadline = time.monotonic() + 1.0
+        while not self._first_sent.wait(0.01):
+            if self._stream_generation != generation:
+                return  # a watchdog ended it meanwhile (and said why)
+            if time.monotonic() > deadline:
+                self._hold_until = time.monotonic() + self.config.recovery_s
+                self._enter_safe(
+                    "joint control not started: no state message to answer within 1 s; fix: check the state stream",
+                    kind="stream",
+                )
+                return
         try:
             self._client(RobotCommandClient).robot_command(RobotCommandBuilder.joint_command(), timeout=2.0)
         except Exception as exc:
@@ -872,6 +886,8 @@ class HwBridge:
                     kind="stream",
                 )
             return
+        if self._stream_generation != generation:
+            return  # ended during the request (its stand is the supervisor's next action)
         self.stats["activations"] += 1
         ttl = self.config.command_ttl_s
         self._emit("info", f"joint control active: kp/kd from {self.gains.source}, command_ttl_s {ttl:g}")
